@@ -1,0 +1,136 @@
+"""The one feature contract of tfaesthetic records (SPEC §2.1).
+
+Every writer (`tfaesthetic.records.*`) and the decoder (`tfaesthetic.data.decoder`)
+import the keys and the parse spec from here; no other module spells a feature key.
+
+One `tf.train.Example` per image holds everything known about that image: its
+original encoded bytes (optional), the vote counts per score bin, tags, challenge,
+and all its comments (raw text, ragged token ids, user index, sentiment level and
+the derived user-specific rating s_uv).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+SCHEMA_VERSION = 1
+
+# --- feature keys -----------------------------------------------------------
+IMAGE_ID = "image/id"
+IMAGE_INDEX = "image/index"
+IMAGE_ENCODED = "image/encoded"
+IMAGE_FORMAT = "image/format"
+VOTES = "scores/votes"
+TAGS = "image/tags"
+CHALLENGE = "image/challenge"
+COMMENT_TEXT = "comments/text"
+COMMENT_TOKENS = "comments/tokens"
+COMMENT_TOKENS_VALUES = "comments/tokens/values"
+COMMENT_TOKENS_LENGTHS = "comments/tokens/row_lengths"
+COMMENT_USER = "comments/user_index"
+COMMENT_SENTIMENT = "comments/sentiment"
+COMMENT_RATING = "comments/rating"
+
+# --- token ids ----------------------------------------------------------------
+PAD_ID = 0
+OOV_ID = 1
+NUM_RESERVED_TOKENS = 2
+
+# --- sentinel values ------------------------------------------------------------
+UNKNOWN_USER = -1
+UNKNOWN_CHALLENGE = -1
+NO_RATING = -1
+NO_TAG = -1
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreScale:
+    """The score bins of a dataset; recorded in the manifest, drives heads and metrics.
+
+    Attributes:
+        values: the score value of each bin, in order (AVA: 1..10, Photo.net: 1..7).
+        threshold: an image is "good" when its mean score is strictly above this.
+    """
+
+    values: tuple
+    threshold: float
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.values)
+
+    def to_json(self) -> dict:
+        return {
+            "num_bins": self.num_bins,
+            "values": [float(v) for v in self.values],
+            "threshold": float(self.threshold),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ScoreScale":
+        values = tuple(float(v) for v in obj["values"])
+        if "num_bins" in obj and int(obj["num_bins"]) != len(values):
+            raise ValueError(
+                "score_scale.num_bins does not match score_scale.values. "
+                f"Received: num_bins={obj['num_bins']}, len(values)={len(values)}"
+            )
+        return cls(values=values, threshold=float(obj["threshold"]))
+
+
+AVA_SCALE = ScoreScale(values=tuple(float(v) for v in range(1, 11)), threshold=5.0)
+PHOTONET_SCALE = ScoreScale(values=tuple(float(v) for v in range(1, 8)), threshold=4.0)
+
+
+@dataclasses.dataclass
+class Comment:
+    """One comment (review) on an image, as the sources produce it.
+
+    Attributes:
+        text: the comment text (already decoded to `str`; the source repairs
+            non-UTF-8 bytes and counts them).
+        user_index: index into users.tsv, or `UNKNOWN_USER`.
+        sentiment: preference level 0..4 (seed 000 §4.1), filled by
+            `tfaesthetic.records.reviews`.
+        rating: derived binary rating s_uv, or `NO_RATING` when the derivation
+            dropped the comment (types III/IV).
+    """
+
+    text: str
+    user_index: int = UNKNOWN_USER
+    sentiment: int = 2
+    rating: int = NO_RATING
+
+
+@dataclasses.dataclass
+class ImageRecord:
+    """Everything known about one image, before serialisation.
+
+    Image bytes are loaded lazily (`load_image`) so that a source can describe
+    250 000 images without holding their bytes in memory.
+
+    Attributes:
+        image_id: the source id (unique within a dataset).
+        split: one of `SPLITS`.
+        image_index: dense index (assigned by the writer: train images first).
+        encoded: the original encoded bytes, or None.
+        load_image: a callable returning the bytes, used when `encoded` is None.
+        image_format: "jpeg", "png", ... ("" when there is no image).
+        votes: vote counts per score bin, or None.
+        tags: 0..2 tag ids, primary first.
+        challenge: challenge id or `UNKNOWN_CHALLENGE`.
+        comments: the image's comments.
+    """
+
+    image_id: str
+    split: str = "train"
+    image_index: int = -1
+    encoded: Optional[bytes] = None
+    load_image: Optional[Callable[[], bytes]] = None
+    image_format: str = ""
+    votes: Optional[Sequence[int]] = None
+    tags: Sequence[int] = ()
+    challenge: int = UNKNOWN_CHALLENGE
+    comments: list = dataclasses.field(default_factory=list)

@@ -1,0 +1,1 @@
+"""tfaesthetic.layers."""
