@@ -134,3 +134,95 @@ class ImageRecord:
     tags: Sequence[int] = ()
     challenge: int = UNKNOWN_CHALLENGE
     comments: list = dataclasses.field(default_factory=list)
+
+
+# --- parse spec and serialisation ------------------------------------------------
+
+
+def parse_spec() -> dict:
+    """The `tf.io.parse_single_example` spec of one image record.
+
+    Variable-length features are `tf.io.RaggedFeature`s, so a single example parses
+    to plain 1-D tensors (`comments/tokens` to a 2-D ragged tensor, one row per
+    comment). `image/encoded` has 0 values for text-only data and 1 otherwise;
+    `scores/votes` has 0 values when the source has no votes.
+
+    Returns:
+        A dict from feature key to `tf.io.FixedLenFeature` / `tf.io.RaggedFeature`.
+    """
+    import tensorflow as tf
+
+    return {
+        IMAGE_ID: tf.io.FixedLenFeature([], tf.string),
+        IMAGE_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        IMAGE_ENCODED: tf.io.RaggedFeature(tf.string),
+        IMAGE_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        VOTES: tf.io.RaggedFeature(tf.int64),
+        TAGS: tf.io.RaggedFeature(tf.int64),
+        CHALLENGE: tf.io.FixedLenFeature([], tf.int64, default_value=UNKNOWN_CHALLENGE),
+        COMMENT_TEXT: tf.io.RaggedFeature(tf.string),
+        COMMENT_TOKENS: tf.io.RaggedFeature(
+            tf.int64,
+            value_key=COMMENT_TOKENS_VALUES,
+            partitions=[tf.io.RaggedFeature.RowLengths(COMMENT_TOKENS_LENGTHS)],
+        ),
+        COMMENT_USER: tf.io.RaggedFeature(tf.int64),
+        COMMENT_SENTIMENT: tf.io.RaggedFeature(tf.int64),
+        COMMENT_RATING: tf.io.RaggedFeature(tf.int64),
+    }
+
+
+def _as_bytes(value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    # Lone surrogates (from `surrogateescape` decoding) cannot be UTF-8; replace them.
+    return str(value).encode("utf-8", errors="replace")
+
+
+def to_example(record: ImageRecord, token_rows: Sequence[Sequence[int]], image_bytes: Optional[bytes]):
+    """Serialises one image record to a `tf.train.Example`.
+
+    Args:
+        record: the image record; `image_index` must already be assigned.
+        token_rows: one list of token ids per comment of `record.comments`, in order.
+        image_bytes: the original encoded image bytes, or None for a text-only record
+            (then `image/encoded` holds no value).
+
+    Returns:
+        A `tf.train.Example`.
+
+    Raises:
+        ValueError: when `token_rows` does not have one row per comment.
+    """
+    import tensorflow as tf
+
+    if len(token_rows) != len(record.comments):
+        raise ValueError(
+            "Expected one token row per comment. "
+            f"Received: len(token_rows)={len(token_rows)}, len(record.comments)={len(record.comments)} "
+            f"for image_id={record.image_id!r}"
+        )
+
+    def _bytes(values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[_as_bytes(v) for v in values]))
+
+    def _ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+    comments = record.comments
+    feature = {
+        IMAGE_ID: _bytes([record.image_id]),
+        IMAGE_INDEX: _ints([record.image_index]),
+        IMAGE_ENCODED: _bytes([] if image_bytes is None else [image_bytes]),
+        IMAGE_FORMAT: _bytes([record.image_format if image_bytes is not None else ""]),
+        VOTES: _ints([] if record.votes is None else record.votes),
+        TAGS: _ints(record.tags),
+        CHALLENGE: _ints([record.challenge]),
+        COMMENT_TEXT: _bytes([c.text for c in comments]),
+        COMMENT_TOKENS_VALUES: _ints([t for row in token_rows for t in row]),
+        COMMENT_TOKENS_LENGTHS: _ints([len(row) for row in token_rows]),
+        COMMENT_USER: _ints([c.user_index for c in comments]),
+        COMMENT_SENTIMENT: _ints([c.sentiment for c in comments]),
+        COMMENT_RATING: _ints([c.rating for c in comments]),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
