@@ -1,0 +1,95 @@
+"""AUC / accuracy metrics of CFAN (seed 000 §4.2) against independent NumPy computations."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from tfaesthetic.metrics import ranking
+
+
+def pairwise_auc(labels, scores):
+    """Definition of the AUC: P(score_pos > score_neg) + 1/2 P(tie), over all pairs."""
+    pos = scores[labels == 1]
+    neg = scores[labels == 0]
+    diff = pos[:, None] - neg[None, :]
+    return ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
+
+
+def test_auc_matches_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = rng.integers(2, 60)
+        labels = rng.integers(0, 2, size=n)
+        if labels.min() == labels.max():
+            continue
+        scores = rng.integers(0, 5, size=n).astype("float32")  # many ties
+        assert ranking.auc(labels, scores) == pytest.approx(pairwise_auc(labels, scores), abs=1e-12)
+        # And with scipy's Mann-Whitney U (tie-corrected ranks).
+        u = scipy.stats.mannwhitneyu(scores[labels == 1], scores[labels == 0]).statistic
+        assert ranking.auc(labels, scores) == pytest.approx(u / ((labels == 1).sum() * (labels == 0).sum()))
+
+
+def test_auc_edge_cases():
+    assert ranking.auc([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2]) == 1.0
+    assert ranking.auc([1, 1, 0, 0], [0.1, 0.2, 0.9, 0.8]) == 0.0
+    assert ranking.auc([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert np.isnan(ranking.auc([1, 1], [0.2, 0.3]))
+    with pytest.raises(ValueError, match="Received"):
+        ranking.auc([1, 0], [0.2])
+
+
+def test_average_ranks():
+    np.testing.assert_array_equal(ranking.average_ranks([3, 1, 3, 2]), [3.5, 1, 3.5, 2])
+
+
+def test_per_user_auc_skips_single_class_users():
+    users = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    labels = np.array([1, 0, 0, 1, 1, 1, 0, 1])
+    scores = np.array([0.9, 0.1, 0.5, 0.3, 0.2, 0.1, 0.2, 0.9])
+    mean, per_user = ranking.per_user_auc(users, labels, scores)
+    assert set(per_user) == {0, 2}  # user 1 has positives only
+    assert per_user[0] == 1.0 and per_user[2] == 0.5
+    assert mean == pytest.approx(0.75)
+
+
+def test_accuracy_overall_and_per_tag():
+    tags = np.array([0, 0, 1, 1, -1])
+    labels = np.array([1, 0, 1, 0, 1])
+    probs = np.array([0.8, 0.7, 0.6, 0.2, 0.1])
+    assert ranking.accuracy(labels, probs) == pytest.approx(3 / 5)
+    per_tag = ranking.per_tag_accuracy(tags, labels, probs)
+    assert per_tag == {0: {"accuracy": 0.5, "count": 2}, 1: {"accuracy": 1.0, "count": 2}}
+
+
+def test_count_out_of_range():
+    assert ranking.count_out_of_range([0, 3, 4, -1, 7], 4) == 3
+
+
+def test_evaluate_ranking_on_batches():
+    class Constant:
+        input_keys = ("user_index", "image_index")
+
+        def __call__(self, inputs, training=False):
+            assert set(inputs) == {"user_index", "image_index"}
+            score = inputs["image_index"].astype("float32") / 10.0
+            return {"user_rating": score, "agnostic_rating": score}
+
+    users = np.array([0, 0, 1, 1, 5])
+    images = np.array([1, 2, 3, 9, 4])
+    labels = {
+        "user_rating": np.array([0.0, 1.0, 1.0, 0.0, 1.0]),
+        "tag": np.array([0, 0, 1, 1, -1]),
+        "agnostic_rating": np.array([0.0, 0.0, 0.0, 1.0, 1.0]),
+    }
+    batches = [
+        ({"user_index": users[s], "image_index": images[s], "review": np.zeros((len(users[s]), 3))},
+         {k: v[s] for k, v in labels.items()})
+        for s in (slice(0, 3), slice(3, 5))
+    ]
+    result = ranking.evaluate_ranking(Constant(), batches, num_users=4, num_train_images=5)
+    assert result["num_examples"] == 5
+    assert result["oov_users"] == 1 and result["oov_images"] == 1
+    assert result["users_evaluated"] == 2
+    assert result["per_user_auc"] == pytest.approx(0.5)  # user 0: 1.0, user 1: 0.0
+    assert result["auc"] == pytest.approx(pairwise_auc(labels["user_rating"], images / 10.0))
+    assert result["agnostic_accuracy"] == pytest.approx(ranking.accuracy(labels["agnostic_rating"], images / 10))
