@@ -1,0 +1,147 @@
+"""Text-CNN over comment tokens (MRACNN language stream)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfaesthetic")
+class TextCNN(keras.layers.Layer):
+    """Embedding → Conv1D of several heights → masked max over time → concat → dropout.
+
+    Each filter of height `h` computes (Eq. 11)
+
+        y_i = ReLU(w · d_{i:i+h-1} + b),
+
+    over the embedded tokens `d_i`, and the layer keeps the maximum of `y_i` over the
+    valid window positions `i`, per filter.
+
+    Padding (token id 0) never reaches the max: the embeddings of padding positions are
+    zeroed, and with `n` the position after the last real token, only windows starting
+    at `i ≤ max(n − h, 0)` count, i.e. every window lying wholly inside the comment,
+    or — when the comment is shorter than `h` — the single window at 0 (its real tokens
+    followed by zero vectors, the paper's zero padding). Appending padding therefore
+    never changes the output; an all-padding row gives zeros (ReLU outputs are ≥ 0, so
+    masked positions are set to 0 before the max). Inputs shorter than the largest
+    kernel are right-padded internally.
+
+    Args:
+        vocab_size: rows of the embedding table (including padding id 0 and OOV id 1).
+        embedding_dim: word vector size (300 in the paper, GloVe).
+        num_filters: feature maps per kernel height (100 in the paper).
+        kernel_sizes: kernel heights (3, 4, 5 in the paper).
+        dropout: dropout rate after the concatenation (0.3 in the paper).
+        trainable_embeddings: whether the embedding table is trained (the paper keeps
+            its GloVe vectors fixed; see `set_embeddings`).
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: int token ids `[B, max_len]`, 0 = padding.
+        training: whether dropout is active.
+
+    Returns:
+        `[B, len(kernel_sizes) · num_filters]`.
+
+    Reference:
+        Zhang et al., "Multimodal recurrent attention CNN for image aesthetic
+        prediction", IEEE TMM 2020, §III-B, Eq. 11 (after Kim, "Convolutional neural
+        networks for sentence classification", EMNLP 2014).
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        embedding_dim=300,
+        num_filters=100,
+        kernel_sizes=(3, 4, 5),
+        dropout=0.3,
+        trainable_embeddings=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(vocab_size, int) or vocab_size < 2:
+            raise ValueError(f"`vocab_size` must be an integer >= 2 (padding + OOV). Received: vocab_size={vocab_size!r}")
+        kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        if not kernel_sizes or min(kernel_sizes) < 1:
+            raise ValueError(f"`kernel_sizes` must be positive integers. Received: kernel_sizes={kernel_sizes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.num_filters = num_filters
+        self.kernel_sizes = kernel_sizes
+        self.dropout = dropout
+        self.trainable_embeddings = bool(trainable_embeddings)
+        self.embedding = keras.layers.Embedding(
+            vocab_size, embedding_dim, trainable=self.trainable_embeddings, dtype=self.dtype_policy, name="embedding"
+        )
+        self.convs = [
+            keras.layers.Conv1D(num_filters, k, activation="relu", dtype=self.dtype_policy, name=f"conv_{k}")
+            for k in kernel_sizes
+        ]
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="dropout")
+
+    def build(self, input_shape):
+        self.embedding.build(input_shape)
+        conv_input = (input_shape[0], None, self.embedding_dim)
+        for conv in self.convs:
+            conv.build(conv_input)
+
+    def set_embeddings(self, matrix, trainable=False):
+        """Loads word vectors into the embedding table.
+
+        Args:
+            matrix: array `[vocab_size, embedding_dim]` (e.g. from
+                `tfaesthetic.layers.vectors.load_vectors`); row 0 is padding.
+            trainable: keep training the vectors (the paper freezes them).
+        """
+        matrix = np.asarray(matrix, dtype="float32")
+        if matrix.shape != (self.vocab_size, self.embedding_dim):
+            raise ValueError(
+                f"Expected an embedding matrix of shape {(self.vocab_size, self.embedding_dim)}. "
+                f"Received: matrix.shape={matrix.shape}"
+            )
+        if not self.built:
+            self.build((None, None))
+        self.embedding.embeddings.assign(matrix)
+        self.trainable_embeddings = bool(trainable)
+        self.embedding.trainable = self.trainable_embeddings
+
+    def call(self, inputs, training=None):
+        tokens = ops.cast(inputs, "int32")
+        real = ops.cast(ops.not_equal(tokens, 0), self.compute_dtype)  # [B, N]
+        embedded = self.embedding(tokens) * ops.expand_dims(real, -1)
+        max_len = ops.shape(tokens)[1]
+        positions = ops.arange(1, max_len + 1, dtype="int32")
+        # n = 1 + index of the last real token (0 for an all-padding row): [B, 1].
+        length = ops.max(ops.cast(ops.not_equal(tokens, 0), "int32") * positions, axis=1, keepdims=True)
+        extra = max(self.kernel_sizes) - 1
+        if extra:
+            embedded = ops.pad(embedded, [[0, 0], [0, extra], [0, 0]])
+        starts = positions - 1  # window start indices 0..N-1: [N]
+        pooled = []
+        for size, conv in zip(self.kernel_sizes, self.convs):
+            # Eq. 11 at every start position; keep the first N starts.
+            response = conv(embedded)[:, :max_len, :]
+            last_start = ops.maximum(length - size, 0)  # [B, 1]
+            valid = ops.logical_and(ops.less_equal(starts, last_start), ops.greater(length, 0))
+            response = response * ops.cast(ops.expand_dims(valid, -1), response.dtype)
+            pooled.append(ops.max(response, axis=1))
+        return self.dropout_layer(ops.concatenate(pooled, axis=-1), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.kernel_sizes) * self.num_filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "embedding_dim": self.embedding_dim,
+                "num_filters": self.num_filters,
+                "kernel_sizes": list(self.kernel_sizes),
+                "dropout": self.dropout,
+                "trainable_embeddings": self.trainable_embeddings,
+            }
+        )
+        return config
