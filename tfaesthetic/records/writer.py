@@ -341,6 +341,7 @@ def write_records(
                 IMAGES_FILE: sha256_file(os.path.join(out_dir, IMAGES_FILE)),
                 TAGS_FILE: sha256_file(os.path.join(out_dir, TAGS_FILE)),
                 "shards": shard_files,
+                "shard_bytes": {name: os.path.getsize(os.path.join(out_dir, name)) for name in shard_files},
             },
             "counts": counts,
             "consistency": consistency,

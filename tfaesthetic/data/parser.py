@@ -1,0 +1,217 @@
+"""Parser: raw decoded tensors -> model inputs and labels; the train/eval branch.
+
+This is the only module that augments, and only on the training branch (a random
+horizontal flip: it keeps the composition, which aesthetics depends on, so no
+crops). Images of any size, aspect ratio and channel count (grayscale, RGB, RGBA)
+become float32 RGB `[image_size, image_size, 3]` in [0, 255]; each model
+normalises inside itself.
+
+Two modes (docs/design.md, "Input pipeline"):
+
+- `"image"`: one example per image. Features `{"image", "tokens"}` (all comments
+  joined in order, truncated/padded to `max_len`); labels `{"distribution"}`
+  (normalised votes; zeros when the record has no votes).
+- `"review"`: one example per review with a rating (s_uv != -1); the image is
+  decoded once per record, then expanded. Features `{"image", "image_index",
+  "user_index", "review"}`; labels `{"user_rating", "tag", "agnostic_rating"}`.
+  Anonymous users (-1 in the records) get index `num_users`, the models' extra
+  out-of-vocabulary row. `agnostic_rating` is -1 when the record has no votes.
+
+Metadata (when asked): `{"image_id", "tag"}` (primary tag, -1 for none).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from tfaesthetic import features as features_lib
+from tfaesthetic import text as text_lib
+
+IMAGE_MODE_FEATURES = ("image", "tokens")
+REVIEW_MODE_FEATURES = ("image", "image_index", "user_index", "review")
+MODES = {"image": IMAGE_MODE_FEATURES, "review": REVIEW_MODE_FEATURES}
+
+
+def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Encoded bytes (JPEG/PNG/GIF/BMP/WebP) -> float32 RGB `[S, S, 3]` in [0, 255].
+
+    Grayscale is replicated to three channels, an alpha channel is dropped,
+    animations keep their first frame. Any size and aspect ratio is resized (not
+    cropped) to `image_size` x `image_size` with antialiasing.
+
+    Args:
+        encoded: a scalar string tensor.
+        image_size: the output side.
+    """
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def join_tokens(comment_tokens: tf.RaggedTensor, max_len: int) -> tf.Tensor:
+    """All comments' token ids in order, truncated/padded to int32 `[max_len]`."""
+    flat = comment_tokens.flat_values[:max_len]
+    flat = tf.pad(flat, [[0, max_len - tf.shape(flat)[0]]], constant_values=features_lib.PAD_ID)
+    flat.set_shape([max_len])
+    return tf.cast(flat, tf.int32)
+
+
+class Parser:
+    """Turns decoder output into `(features, labels, metadata)`.
+
+    Args:
+        mode: "image" or "review".
+        features: the feature keys to yield (a subset of `MODES[mode]`).
+        image_size: side of the square output image.
+        max_len: tokens per example after padding/truncation.
+        num_bins: number of score bins (from the manifest).
+        score_values: the score value of each bin (for the mean score).
+        threshold: an image is good when its mean score is strictly above this.
+        num_users: number of users; anonymous users map to this index.
+        augment: random horizontal flip on the training branch.
+        vocabulary: when given, token ids are recomputed from the raw comment text
+            with `tfaesthetic.text.tokenize` (e.g. a vocabulary other than the
+            records'); otherwise the records' token ids are used.
+        seed: augmentation seed.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        features: Sequence[str],
+        image_size: int,
+        max_len: int,
+        num_bins: int,
+        score_values: Sequence[float],
+        threshold: float,
+        num_users: int = 0,
+        augment: bool = True,
+        vocabulary: Optional[text_lib.Vocabulary] = None,
+        seed: Optional[int] = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"Expected mode in {tuple(MODES)}. Received: mode={mode!r}")
+        features = tuple(features)
+        unknown = [f for f in features if f not in MODES[mode]]
+        if unknown or not features:
+            raise ValueError(
+                f"Expected features from {MODES[mode]} in mode {mode!r}. Received: features={features!r}"
+            )
+        if len(score_values) != num_bins:
+            raise ValueError(
+                f"Expected {num_bins} score values. Received: len(score_values)={len(score_values)}"
+            )
+        self.mode = mode
+        self.features = features
+        self.image_size = int(image_size)
+        self.max_len = int(max_len)
+        self.num_bins = int(num_bins)
+        self.score_values = tuple(float(v) for v in score_values)
+        self.threshold = float(threshold)
+        self.num_users = int(num_users)
+        self.augment = augment
+        self.vocabulary = vocabulary
+        self.seed = seed
+
+    # --- per-image, deterministic -------------------------------------------------
+
+    def _tokens(self, raw):
+        if self.vocabulary is not None:
+            return text_lib.tokenize(raw["comment_text"], self.vocabulary)
+        return raw["comment_tokens"]
+
+    def _distribution(self, votes):
+        votes = tf.cast(votes, tf.float32)
+        total = tf.reduce_sum(votes)
+        dist = tf.cond(
+            tf.logical_and(tf.size(votes) == self.num_bins, total > 0),
+            lambda: votes / tf.maximum(total, 1e-12),
+            lambda: tf.zeros([self.num_bins], tf.float32),
+        )
+        dist.set_shape([self.num_bins])
+        return dist
+
+    def _primary_tag(self, tags):
+        return tf.cast(
+            tf.cond(tf.size(tags) > 0, lambda: tags[0], lambda: tf.constant(features_lib.NO_TAG, tf.int64)), tf.int32
+        )
+
+    def parse_image(self, raw: dict) -> dict:
+        """Per-record deterministic parse (safe to cache): decode image, labels, tokens."""
+        out = {}
+        if "image" in self.features:
+            out["image"] = decode_image(raw["encoded"], self.image_size)
+        dist = self._distribution(raw["votes"])
+        out["_distribution"] = dist
+        out["_image_id"] = raw["image_id"]
+        out["_tag"] = self._primary_tag(raw["tags"])
+        tokens = self._tokens(raw)
+        if self.mode == "image":
+            out["tokens"] = join_tokens(tokens, self.max_len)
+        else:
+            has_votes = tf.reduce_sum(dist) > 0
+            mean = tf.reduce_sum(dist * tf.constant(self.score_values, tf.float32))
+            out["_agnostic"] = tf.where(has_votes, tf.cast(mean > self.threshold, tf.float32), -1.0)
+            keep = tf.not_equal(raw["comment_rating"], features_lib.NO_RATING)
+            out["_reviews"] = tf.boolean_mask(text_lib.pad_tokens(tokens, self.max_len), keep)
+            users = tf.boolean_mask(raw["comment_user"], keep)
+            users = tf.where(users < 0, tf.cast(self.num_users, users.dtype), users)
+            out["_users"] = tf.cast(users, tf.int32)
+            out["_ratings"] = tf.cast(tf.boolean_mask(raw["comment_rating"], keep), tf.float32)
+            out["image_index"] = tf.cast(raw["image_index"], tf.int32)
+        return out
+
+    # --- training branch -----------------------------------------------------------
+
+    def augment_image(self, parsed: dict) -> dict:
+        """Training-only augmentation: a random horizontal flip."""
+        if not self.augment or "image" not in parsed:
+            return parsed
+        parsed = dict(parsed)
+        parsed["image"] = tf.image.random_flip_left_right(parsed["image"], seed=self.seed)
+        return parsed
+
+    # --- outputs ---------------------------------------------------------------------
+
+    def image_example(self, parsed: dict):
+        """Mode "image": `(features, labels, metadata)` of one image."""
+        feats = {k: parsed[k] for k in self.features}
+        labels = {"distribution": parsed["_distribution"]}
+        metadata = {"image_id": parsed["_image_id"], "tag": parsed["_tag"]}
+        return feats, labels, metadata
+
+    def review_examples(self, parsed: dict) -> tf.data.Dataset:
+        """Mode "review": a dataset of `(features, labels, metadata)`, one per review.
+
+        The decoded image is shared by all the reviews of the record (not copied).
+        """
+        shared = {"image_index": parsed["image_index"], "_agnostic": parsed["_agnostic"]}
+        shared["_image_id"] = parsed["_image_id"]
+        shared["_tag"] = parsed["_tag"]
+        if "image" in parsed:
+            shared["image"] = parsed["image"]
+        per_review = {"review": parsed["_reviews"], "user_index": parsed["_users"], "rating": parsed["_ratings"]}
+        reviews = tf.data.Dataset.from_tensor_slices(per_review)
+        images = tf.data.Dataset.from_tensors(shared).repeat()
+        return tf.data.Dataset.zip((images, reviews)).map(self._review_example)
+
+    def _review_example(self, shared, review):
+        available = {
+            "image_index": shared["image_index"],
+            "user_index": review["user_index"],
+            "review": review["review"],
+        }
+        if "image" in shared:
+            available["image"] = shared["image"]
+        feats = {k: available[k] for k in self.features}
+        labels = {
+            "user_rating": review["rating"],
+            "tag": shared["_tag"],
+            "agnostic_rating": shared["_agnostic"],
+        }
+        metadata = {"image_id": shared["_image_id"], "tag": shared["_tag"]}
+        return feats, labels, metadata

@@ -1,0 +1,248 @@
+"""Reader: shards -> interleave -> shuffle -> decode -> parse -> batch -> prefetch.
+
+`build_dataset(config, is_training)` is the one entry point of the input pipeline.
+It batches with the **global** batch size (or, under
+`strategy.distribute_datasets_from_function`, with the per-replica size derived from
+`input_context`) and sets auto-shard policy DATA, which is valid under
+`MirroredStrategy` and `MultiWorkerMirroredStrategy` whatever the number of shards.
+
+Truncated shards: `tf.data` reports a truncated TFRecord as a `DataLossError`
+without the file name, so `build_dataset` first calls `validate_shards`, which walks
+the record framing of every shard of the split (a seek per record, no full read)
+and compares sizes with the manifest; a problem raises `ShardError` naming the
+file. `validate_shards(..., full=True)` also checks every record's CRC.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Optional
+
+import tensorflow as tf
+
+from tfaesthetic import features as features_lib
+from tfaesthetic import text as text_lib
+from tfaesthetic.data import decoder as decoder_lib
+from tfaesthetic.data import parser as parser_lib
+from tfaesthetic.records import writer
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class ShardError(ValueError):
+    """A records shard is missing, truncated or corrupt (the message names the file)."""
+
+
+def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> list:
+    """Paths of the shards of `split`, from the manifest, in name order.
+
+    Raises:
+        ShardError: a shard listed in the manifest is missing.
+        ValueError: the split has no shard.
+    """
+    manifest = manifest if manifest is not None else writer.read_manifest(records_dir)
+    if split not in features_lib.SPLITS:
+        raise ValueError(f"Expected split in {features_lib.SPLITS}. Received: split={split!r}")
+    names = sorted(n for n in manifest.get("files", {}).get("shards", {}) if n.startswith(split + "-"))
+    if not names:
+        raise ValueError(f"No {split!r} shards listed in {os.path.join(str(records_dir), writer.MANIFEST)}")
+    paths = [os.path.join(str(records_dir), n) for n in names]
+    for path in paths:
+        if not tf.io.gfile.exists(path):
+            raise ShardError(f"Records shard {path} is listed in the manifest but does not exist.")
+    return paths
+
+
+def _check_framing(path: str) -> int:
+    """Walks TFRecord framing (uint64 length, uint32 crc, data, uint32 crc); returns the count."""
+    size = tf.io.gfile.stat(path).length
+    count = 0
+    offset = 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while offset < size:
+            if size - offset < 12:
+                raise ShardError(
+                    f"Records shard {path} is truncated: {size - offset} trailing bytes at offset {offset} "
+                    f"after record {count} (a record header needs 12)."
+                )
+            f.seek(offset)
+            (length,) = struct.unpack("<Q", f.read(8))
+            end = offset + 12 + length + 4
+            if end > size:
+                raise ShardError(
+                    f"Records shard {path} is truncated: record {count} at offset {offset} needs {end - offset} "
+                    f"bytes, the file has {size - offset} left (size {size})."
+                )
+            offset = end
+            count += 1
+    return count
+
+
+def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = False) -> dict:
+    """Checks that the shards of `split` (all splits when None) are complete.
+
+    Args:
+        records_dir: the records directory.
+        split: a split name or None for all.
+        full: also read every record with `tf.data` (checks CRCs; reads all bytes).
+
+    Returns:
+        `{path: number_of_records}`.
+
+    Raises:
+        ShardError: naming the file that is missing, truncated, changed size since
+            the manifest was written, or corrupt.
+    """
+    manifest = writer.read_manifest(records_dir)
+    sizes = manifest.get("files", {}).get("shard_bytes", {})
+    splits = [split] if split else [s for s in features_lib.SPLITS if manifest.get("splits", {}).get(s, 0) > 0]
+    counts = {}
+    for s in splits:
+        for path in shard_paths(records_dir, s, manifest):
+            expected = sizes.get(os.path.basename(path))
+            actual = tf.io.gfile.stat(path).length
+            if expected is not None and int(expected) != actual:
+                raise ShardError(
+                    f"Records shard {path} has {actual} bytes, the manifest says {expected}: "
+                    "it is truncated or was modified after the records were written."
+                )
+            counts[path] = _check_framing(path)
+            if full:
+                try:
+                    n = 0
+                    for _ in tf.data.TFRecordDataset(path, buffer_size=1 << 20):
+                        n += 1
+                except tf.errors.DataLossError as e:
+                    raise ShardError(f"Records shard {path} is corrupt: {e.message}") from None
+    return counts
+
+
+def num_examples(records_dir, split: str, mode: str = "image") -> int:
+    """Examples of one epoch of `split`: images (mode "image") or rated reviews (mode "review")."""
+    manifest = writer.read_manifest(records_dir)
+    if mode == "image":
+        return int(manifest["splits"].get(split, 0))
+    if mode == "review":
+        reviews = manifest.get("reviews")
+        if reviews is None:
+            raise ValueError(
+                f"{os.path.join(str(records_dir), writer.MANIFEST)} has no 'reviews' counts; rebuild the records."
+            )
+        return int(reviews.get(split, 0))
+    raise ValueError(f"Expected mode in {tuple(parser_lib.MODES)}. Received: mode={mode!r}")
+
+
+def make_parser(config, manifest: dict, records_dir) -> parser_lib.Parser:
+    """The `Parser` for `config` and the records' manifest (checks image availability)."""
+    feats = tuple(config.features)
+    if "image" in feats and not manifest.get("has_images", False):
+        raise ValueError(
+            f"The records in {records_dir!r} hold no images (manifest has_images=false), but the config asks "
+            f"for 'image'. Received: features={feats!r}; use a text-only variant, e.g. features=('tokens',)."
+        )
+    vocab_file = getattr(config, "vocab_file", "") or ""
+    vocabulary = text_lib.Vocabulary.from_file(vocab_file) if vocab_file else None
+    scale = features_lib.ScoreScale.from_json(manifest["score_scale"])
+    return parser_lib.Parser(
+        mode=config.mode,
+        features=feats,
+        image_size=config.image_size,
+        max_len=config.max_len,
+        num_bins=scale.num_bins,
+        score_values=scale.values,
+        threshold=scale.threshold,
+        num_users=int(manifest.get("num_users", 0)),
+        augment=getattr(config, "augment", True),
+        vocabulary=vocabulary,
+        seed=getattr(config, "seed", None),
+    )
+
+
+def build_dataset(config, is_training: bool, *, split=None, include_metadata=False, input_context=None):
+    """Builds the batched `tf.data.Dataset` of `(features, labels[, metadata])`.
+
+    Args:
+        config: a `tfaesthetic.config.DataConfig`.
+        is_training: training branch (shuffle, augmentation, `drop_remainder`).
+        split: "train", "val" or "test"; default "train" when training, else "val".
+        include_metadata: also yield `{"image_id", "tag"}`.
+        input_context: a `tf.distribute.InputContext` (from
+            `distribute_datasets_from_function`): shard by input pipeline and batch
+            with the per-replica batch size.
+
+    Returns:
+        A `tf.data.Dataset` (one pass over the split; repeat it yourself if needed).
+
+    Raises:
+        ValueError: unknown mode/features, "image" asked from text-only records.
+        ShardError: a shard is missing or truncated (names the file).
+    """
+    records_dir = config.records_dir
+    if not records_dir:
+        raise ValueError("DataConfig.records_dir is empty. Received: records_dir=''")
+    split = split or ("train" if is_training else "val")
+    manifest = writer.read_manifest(records_dir)
+    parser = make_parser(config, manifest, records_dir)
+    paths = shard_paths(records_dir, split, manifest)
+    if getattr(config, "validate_shards", True):
+        validate_shards(records_dir, split)
+
+    seed = getattr(config, "seed", None)
+    batch_size = int(config.global_batch_size)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"Expected a batch size >= 1. Received: global_batch_size={config.global_batch_size}")
+
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    shard_records = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(paths) >= input_context.num_input_pipelines:
+            files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        else:
+            shard_records = True
+    if is_training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    deterministic = (not is_training) or seed is not None
+    dataset = files.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=min(len(paths), 8),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if shard_records:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+    cache = getattr(config, "cache", False)
+    if is_training and not cache:
+        dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    decoder = decoder_lib.Decoder()
+    dataset = dataset.map(
+        lambda s: parser.parse_image(decoder(s)), num_parallel_calls=AUTOTUNE, deterministic=deterministic
+    )
+    if cache:
+        dataset = dataset.cache()
+        if is_training:
+            dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if is_training:
+        dataset = dataset.map(parser.augment_image, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+    if config.mode == "image":
+        dataset = dataset.map(parser.image_example, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    else:
+        dataset = dataset.flat_map(parser.review_examples)
+        if is_training:
+            # Reviews of one image arrive together; mix them across images. The
+            # buffered reviews of one image share its decoded pixels.
+            dataset = dataset.shuffle(max(64, min(config.shuffle_buffer, 8 * batch_size)), seed=seed)
+
+    if not include_metadata:
+        dataset = dataset.map(lambda f, l, m: (f, l), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.prefetch(AUTOTUNE)
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = deterministic
+    return dataset.with_options(options)
