@@ -1,0 +1,500 @@
+"""Helpers shared by the AVA, Photo.net and JSONL sources (SPEC §2.3).
+
+A source reads its files into `ImageRecord`s plus a `Rejections` (stage 1,
+`read_*` functions, no TensorFlow), then `finish_build` derives the review
+ratings (seed 000 §4.1) and calls `write_records` (stage 2). The rules for bad
+input that all sources share live here, each one counted in the `Rejections`
+and listed in `rejected.jsonl` with file, record (1-based line/row) and reason:
+
+- non-UTF-8 bytes (or lone surrogates) in any text: replaced by U+FFFD, kept
+  (kept note `non_utf8_text`);
+- a comment with no letters ("!!!", "10/10", ""): the comment is dropped
+  (`comment:no_letters`); a blank line in a per-image comment file likewise
+  (`comment:empty_line`);
+- an image with no comment left: kept (kept note `image:no_comments`) unless
+  `drop_no_comments`, then rejected (`image:no_comments`); not checked when no
+  comments source is given at all;
+- a missing image file: rejected (`image:missing_image_file`);
+- comments whose image id is not in the source: dropped, one entry per id
+  (`comment:unknown_image_id`, detail gives how many);
+- a record that fails in an unforeseen way: rejected with the exception text
+  (`image:unreadable_record`) -- never a bare traceback.
+
+The writer adds its own rules (undecodable/truncated image, PNG bytes in a .jpg
+kept as `image_format_mismatch`, duplicate ids, votes with the wrong number of
+bins) to the same `Rejections`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import re
+import shlex
+import sys
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from tfaesthetic import features
+from tfaesthetic.records import reviews as reviews_lib
+from tfaesthetic.records.rejections import Rejections
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+@dataclasses.dataclass
+class SourceData:
+    """What a source read (stage 1), before ratings are derived and records written.
+
+    Attributes:
+        records: the kept `ImageRecord`s, in source order.
+        users: user names; `Comment.user_index` indexes this list.
+        tags: tag names; `ImageRecord.tags` index this list.
+        scale: the score scale.
+        rejections: everything skipped or repaired so far.
+        origin: image id -> (file, 1-based record number) of every kept record.
+        notes: source-specific facts for the manifest (JSON-able).
+        source: a short description, e.g. "ava:/data/AVA.txt".
+    """
+
+    records: list
+    users: list
+    tags: list
+    scale: features.ScoreScale
+    rejections: Rejections
+    origin: dict = dataclasses.field(default_factory=dict)
+    notes: dict = dataclasses.field(default_factory=dict)
+    source: str = ""
+
+
+def repair_text(text: str) -> tuple:
+    """Replaces lone surrogates by U+FFFD; returns `(text, repaired)`."""
+    fixed, n = _SURROGATES.subn("\ufffd", text)
+    return fixed, n > 0
+
+
+def decode_bytes(data: bytes) -> tuple:
+    """UTF-8 decoding with U+FFFD for bad bytes (a UTF-8 BOM is dropped); returns `(text, repaired)`."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), True
+
+
+def has_letters(text: str) -> bool:
+    """True when `text` holds at least one letter (any script)."""
+    return any(ch.isalpha() for ch in text)
+
+
+def read_lines(path: str, rejections: Rejections, level: str = "line") -> Iterator[tuple]:
+    """Yields `(line_number, text)` of a text file, 1-based, newline removed.
+
+    Non-UTF-8 bytes are replaced (kept note `<level>:non_utf8_text` with the line).
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            raw = raw.rstrip(b"\n").rstrip(b"\r")
+            text, repaired = decode_bytes(raw)
+            if repaired:
+                rejections.keep("non_utf8_text", source=path, record=number, detail=repr(raw[:80]), level=level)
+            yield number, text
+
+
+def read_table(path: str, rejections: Rejections, *, delimiter: Optional[str] = None) -> list:
+    """Reads a CSV/TSV file into `(row_number, fields)` (row numbers 1-based, header included).
+
+    The delimiter is a tab for `.tsv`/`.txt` files or when the first line holds a
+    tab, a comma otherwise. Non-UTF-8 bytes are repaired (kept note per row).
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    text, repaired = decode_bytes(data)
+    if delimiter is None:
+        first = text.split("\n", 1)[0]
+        delimiter = "\t" if path.endswith((".tsv", ".txt")) or "\t" in first else ","
+    rows = []
+    for number, fields in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
+        if repaired and any("\ufffd" in field for field in fields):
+            rejections.keep("non_utf8_text", source=path, record=number, level="line")
+        rows.append((number, fields))
+    return rows
+
+
+class UserIndex:
+    """Maps user names to dense indices (0-based, in order of first appearance)."""
+
+    def __init__(self):
+        self.names = []
+        self._index = {}
+
+    def index(self, name) -> int:
+        """Index of `name`; `features.UNKNOWN_USER` for None/empty (anonymous)."""
+        if name is None:
+            return features.UNKNOWN_USER
+        name = str(name).strip()
+        if not name:
+            return features.UNKNOWN_USER
+        if name not in self._index:
+            self._index[name] = len(self.names)
+            self.names.append(name)
+        return self._index[name]
+
+
+@dataclasses.dataclass
+class RawComment:
+    """A comment as read from a comments source, before the shared rules apply."""
+
+    text: object
+    user: object = None
+    source: str = ""
+    record: Optional[int] = None
+
+
+class CommentSource:
+    """Comments per image id, from one of three formats.
+
+    - a **directory** of per-image files `<id>.txt`, one comment per line,
+      optionally `user<TAB>text` (a line without a tab is an anonymous comment;
+      comments cannot span lines);
+    - a **JSON** file (`.json`): an object mapping image id -> list of comments,
+      each a string or `{"text": ..., "user": ... (optional)}`;
+    - a **CSV/TSV** file (`.csv`, `.tsv`): a header row naming an id column
+      (`image_id` or `id`), a text column (`text` or `comment`) and optionally
+      `user`; one comment per row.
+
+    Args:
+        path: the directory or file.
+        rejections: receives repairs and per-entry problems.
+    """
+
+    def __init__(self, path: str, rejections: Rejections):
+        self.path = path
+        self.rejections = rejections
+        self._by_id = None
+        if os.path.isdir(path):
+            return
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Comments source not found. Received: comments={path!r}")
+        if path.lower().endswith(".json"):
+            self._by_id = self._read_json(path)
+        elif path.lower().endswith((".csv", ".tsv")):
+            self._by_id = self._read_table(path)
+        else:
+            raise ValueError(
+                "Expected a directory of <id>.txt files, a .json or a .csv/.tsv comments file. " f"Received: comments={path!r}"
+            )
+        self._used = set()
+
+    def _read_json(self, path):
+        with open(path, "rb") as f:
+            text, repaired = decode_bytes(f.read())
+        if repaired:
+            self.rejections.keep("non_utf8_text", source=path, detail="bad bytes replaced in the JSON file", level="line")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"Invalid JSON in comments file {path}: {e}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(
+                f"Expected a JSON object mapping image id -> comments in {path}. Received: {type(obj).__name__}"
+            )
+        by_id = {}
+        for number, (image_id, items) in enumerate(obj.items(), start=1):
+            if not isinstance(items, list):
+                self.rejections.reject(
+                    "wrong_type",
+                    source=path,
+                    record=number,
+                    image_id=image_id,
+                    detail=f"Expected a list of comments. Received: {type(items).__name__}",
+                    level="comment",
+                )
+                continue
+            out = by_id.setdefault(str(image_id), [])
+            for item in items:
+                if isinstance(item, str):
+                    out.append(RawComment(item, None, path, number))
+                elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                    out.append(RawComment(item["text"], item.get("user"), path, number))
+                else:
+                    self.rejections.reject(
+                        "wrong_type",
+                        source=path,
+                        record=number,
+                        image_id=image_id,
+                        detail=f'Expected a string or {{"text": str, "user": ...}}. Received: {_short(item)}',
+                        level="comment",
+                    )
+        return by_id
+
+    def _read_table(self, path):
+        rows = read_table(path, self.rejections)
+        if not rows:
+            return {}
+        header = [h.strip().lower() for h in rows[0][1]]
+        id_col = _column(header, ("image_id", "id"), path)
+        text_col = _column(header, ("text", "comment"), path)
+        user_col = header.index("user") if "user" in header else None
+        by_id = {}
+        for number, fields in rows[1:]:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                self.rejections.reject(
+                    "invalid_row",
+                    source=path,
+                    record=number,
+                    detail=f"Expected {len(header)} columns. Received: {len(fields)}",
+                    level="comment",
+                )
+                continue
+            user = fields[user_col] if user_col is not None else None
+            by_id.setdefault(fields[id_col].strip(), []).append(RawComment(fields[text_col], user, path, number))
+        return by_id
+
+    def get(self, image_id: str) -> Optional[list]:
+        """The raw comments of `image_id` ([] when none; files are read on demand)."""
+        if self._by_id is not None:
+            self._used.add(image_id)
+            return self._by_id.get(image_id, [])
+        path = os.path.join(self.path, f"{image_id}.txt")
+        if not os.path.isfile(path):
+            return []
+        out = []
+        for number, line in read_lines(path, self.rejections, level="comment"):
+            if not line.strip():
+                self.rejections.reject("empty_line", source=path, record=number, image_id=image_id, level="comment")
+                continue
+            user, text = line.split("\t", 1) if "\t" in line else (None, line)
+            out.append(RawComment(text, user, path, number))
+        return out
+
+    def report_unused(self, known_ids) -> None:
+        """Counts comments of ids that are not images of the source (mapping files only)."""
+        if self._by_id is None:
+            return
+        known = set(known_ids)
+        for image_id, items in self._by_id.items():
+            if image_id not in known and items:
+                self.rejections.reject(
+                    "unknown_image_id",
+                    source=self.path,
+                    record=items[0].record,
+                    image_id=image_id,
+                    detail=f"{len(items)} comment(s) for an image id the source does not list",
+                    level="comment",
+                )
+
+
+def _column(header, names, path):
+    for name in names:
+        if name in header:
+            return header.index(name)
+    raise ValueError(f"Expected a header column named one of {names} in {path}. Received header: {header}")
+
+
+def _short(value, limit=120) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def make_comments(raw_comments, users: UserIndex, rejections: Rejections, image_id: str) -> list:
+    """Applies the shared comment rules (repair, no letters) and returns `Comment`s."""
+    out = []
+    for raw in raw_comments:
+        text = raw.text
+        if isinstance(text, bytes):
+            text, repaired = decode_bytes(text)
+        else:
+            text, repaired = repair_text(str(text))
+        if repaired:
+            rejections.keep("non_utf8_text", source=raw.source, record=raw.record, image_id=image_id, detail=text[:80])
+        if not has_letters(text):
+            rejections.reject(
+                "no_letters", source=raw.source, record=raw.record, image_id=image_id, detail=text[:80], level="comment"
+            )
+            continue
+        user = raw.user
+        if isinstance(user, str):
+            user, _ = repair_text(user)
+        elif isinstance(user, int) and not isinstance(user, bool):
+            user = str(user)
+        else:  # None, or a user field of the wrong type: anonymous.
+            user = None
+        out.append(features.Comment(text=text.strip(), user_index=users.index(user)))
+    return out
+
+
+def check_no_comments(record, drop_no_comments: bool, rejections: Rejections, source: str, number) -> bool:
+    """Applies the no-comment rule; returns False when the record is dropped."""
+    if record.comments:
+        return True
+    if drop_no_comments:
+        rejections.reject("no_comments", source=source, record=number, image_id=record.image_id)
+        return False
+    rejections.keep("no_comments", source=source, record=number, image_id=record.image_id, level="image")
+    return True
+
+
+def file_loader(path: str) -> Callable[[], bytes]:
+    """A lazy loader of a file's bytes (the writer calls it when it needs them)."""
+
+    def load():
+        with open(path, "rb") as f:
+            return f.read()
+
+    return load
+
+
+def format_from_name(path: str) -> str:
+    """The image format a file name claims ("jpeg", "png", ...), "" if none."""
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    return {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "bmp": "bmp", "webp": "webp"}.get(ext, "")
+
+
+def parse_split(spec: str) -> tuple:
+    """`"90/10"` -> (val=0.0, test=0.1); `"80/10/10"` -> (0.1, 0.1). Returns `(val_fraction, test_fraction)`."""
+    try:
+        parts = [float(p) for p in str(spec).split("/")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (2, 3) or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise ValueError(f"Expected --split as train/test or train/val/test percentages, e.g. 90/10. Received: {spec!r}")
+    total = sum(parts)
+    if len(parts) == 2:
+        return 0.0, parts[1] / total
+    return parts[1] / total, parts[2] / total
+
+
+def assign_splits(records, *, val_fraction: float, test_fraction: float, seed: int, fixed: Optional[dict] = None) -> dict:
+    """Sets `record.split` in place; returns the number of images per split.
+
+    Records whose id is in `fixed` (id -> split, e.g. an official test list or a
+    JSONL `split` field) keep that split; the others are shuffled with `seed`
+    and the first `round(n * test_fraction)` go to test, the next
+    `round(n * val_fraction)` to val, the rest to train.
+    """
+    if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction <= 1):
+        raise ValueError(
+            "Expected val_fraction, test_fraction >= 0 with a sum <= 1. "
+            f"Received: val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )
+    fixed = fixed or {}
+    free = [r for r in records if r.image_id not in fixed]
+    for r in records:
+        if r.image_id in fixed:
+            r.split = fixed[r.image_id]
+    order = np.random.default_rng(seed).permutation(len(free))
+    n_test = int(round(len(free) * test_fraction))
+    n_val = int(round(len(free) * val_fraction))
+    for rank, i in enumerate(order):
+        free[i].split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    counts = {s: 0 for s in features.SPLITS}
+    for r in records:
+        counts[r.split] = counts.get(r.split, 0) + 1
+    return counts
+
+
+def read_id_list(path: str, rejections: Rejections) -> set:
+    """Image ids of a list file (one id per line, e.g. AVA's `generic_test.jpgl`)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image list not found. Received: {path!r}")
+    return {line.strip().split()[0] for _, line in read_lines(path, rejections) if line.strip()}
+
+
+def select_major_tags(records, tag_names: list, min_images: int, rejections: Rejections, source: str, origin: dict):
+    """Keeps the tags carried by >= `min_images` images (Kao et al. 2017 protocol).
+
+    An image keeps its major tags in order (so its primary tag is its first major
+    tag); an image without any major tag is rejected (`no_major_tag`). Tag ids
+    are remapped to the dense list of major tags, which is returned with the
+    kept records.
+    """
+    counts = np.zeros(len(tag_names), dtype=np.int64)
+    for r in records:
+        for t in set(r.tags):
+            counts[t] += 1
+    major = [t for t in range(len(tag_names)) if counts[t] >= min_images]
+    remap = {t: i for i, t in enumerate(major)}
+    kept = []
+    for r in records:
+        tags = [remap[t] for t in r.tags if t in remap]
+        if not tags:
+            file, number = origin.get(r.image_id, (source, None))
+            rejections.reject(
+                "no_major_tag",
+                source=file,
+                record=number,
+                image_id=r.image_id,
+                detail=f"tags {[tag_names[t] for t in r.tags]} all have < {min_images} images",
+            )
+            continue
+        r.tags = tags[:2]
+        kept.append(r)
+    return kept, [tag_names[t] for t in major]
+
+
+def finish_build(
+    data: SourceData,
+    out_dir: str,
+    *,
+    num_shards=4,
+    rules: reviews_lib.ReviewRules = reviews_lib.ReviewRules(),
+    rewrite_reviews: bool = False,
+    command_line: str = "",
+    extra_manifest: Optional[dict] = None,
+    validate_images: bool = True,
+) -> dict:
+    """Stage 2: derives review ratings (seed 000 §4.1) and writes the records.
+
+    Returns:
+        The manifest; `manifest["review_derivation"]` holds the comment counts per
+        review type/level/rating, `manifest["consistency"]` Eq. 7 (None without votes).
+    """
+    derivation = reviews_lib.derive_ratings(data.records, rules, rewrite=rewrite_reviews)
+    extra = {"source_notes": data.notes, "review_derivation": derivation}
+    extra.update(extra_manifest or {})
+    return write_records_fn()(
+        out_dir,
+        data.records,
+        scale=data.scale,
+        users=data.users,
+        tags=data.tags,
+        source=data.source,
+        rejections=data.rejections,
+        num_shards=num_shards,
+        command_line=command_line or " ".join(shlex.quote(a) for a in sys.argv),
+        extra_manifest=extra,
+        validate_images=validate_images,
+    )
+
+
+def write_records_fn():
+    from tfaesthetic.records.writer import write_records
+
+    return write_records
+
+
+def report(manifest: dict, out_dir: str, rejections: Rejections) -> str:
+    """The builders' closing report: counts, rejections, Eq. 7, where the records went."""
+    lines = [
+        f"images written: {manifest['splits']} (total {manifest['num_images']}), "
+        f"users: {manifest['num_users']}, tags: {manifest['num_tags']}, vocabulary: {manifest['vocab_size']}",
+    ]
+    derivation = manifest.get("review_derivation")
+    if derivation:
+        lines.append(f"review types: {derivation['types']}; derived ratings: {derivation['ratings']}")
+    lines.append(rejections.summary())
+    if manifest.get("consistency") is not None:
+        lines.append(f"Eq. 7 consistency of derived ratings with votes: {100 * manifest['consistency']:.2f}%")
+    lines.append(f"records: {os.path.abspath(out_dir)} (manifest.json, rejected.jsonl)")
+    return "\n".join(lines)
