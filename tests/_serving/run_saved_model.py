@@ -1,21 +1,30 @@
-"""Runs an exported tfaesthetic SavedModel in a fresh process, as TF Serving would.
+"""Runs exported tfaesthetic SavedModels in a fresh process, as TF Serving would.
 
 Imports only TensorFlow and tensorflow_text (whose ops the serving graph uses), never
 tfaesthetic. Usage:
 
-    python tests/_serving/run_saved_model.py SAVED_MODEL_DIR REQUEST.json OUT.npz [SIGNATURE]
+    python tests/_serving/run_saved_model.py REQUESTS.json OUT_DIR
 
-REQUEST.json is a TF Serving REST `:predict` body: row format
-`{"instances": [{"image_bytes": {"b64": "..."}, "comments": "..."}, ...]}` or columnar
-format `{"inputs": {"image_bytes": [{"b64": "..."}], ...}}`. It is decoded the way
-TF Serving's JSON codec does: a `{"b64": ...}` object becomes the decoded bytes,
-strings become string tensors, numbers take the signature's dtype, and the rows are
-batched along a new first axis. The outputs are written to OUT.npz (one array per
-output name); an error is printed as `ERROR <type>: <message>` with exit status 3.
+REQUESTS.json is a list of `{"name", "export_dir", "signature", ...}` objects with
+either
+
+- `"body"`: a TF Serving REST `:predict` body, row format
+  `{"instances": [{"image_bytes": {"b64": "..."}, "comments": "..."}, ...]}` or
+  columnar format `{"inputs": {"image_bytes": [{"b64": "..."}], ...}}`, decoded the
+  way TF Serving's JSON codec does (a `{"b64": ...}` object becomes the decoded
+  bytes, other strings their UTF-8 bytes, numbers take the signature's dtype, rows
+  are stacked along a new first axis); or
+- `"hex"`: `{input_name: [hex-encoded bytes, ...]}`, passed to the signature as
+  string tensors without any JSON codec (the plain raw-input call).
+
+For each request, `OUT_DIR/<name>.npz` gets one array per output, or
+`OUT_DIR/<name>.error` the error type and message. `OUT_DIR/modules.txt` lists the
+imported top-level modules at the end.
 """
 
 import base64
 import json
+import os
 import sys
 
 import numpy as np
@@ -35,9 +44,8 @@ def _decode_value(value):
     return value
 
 
-def decode_request(body, signature):
-    """REST body -> dict of batched tensors matching `signature`'s inputs."""
-    specs = signature.structured_input_signature[1]
+def decode_rest_body(body, specs):
+    """REST body -> dict of batched tensors matching the signature's input specs."""
     if "instances" in body:
         rows = body["instances"]
         columns = {name: [_decode_value(row[name]) for row in rows] for name in specs}
@@ -55,22 +63,32 @@ def decode_request(body, signature):
 
 
 def main(argv):
-    export_dir, request_path, out_path = argv[1:4]
-    signature_name = argv[4] if len(argv) > 4 else "serving_default"
-    with open(request_path, encoding="utf-8") as f:
-        body = json.load(f)
-    loaded = tf.saved_model.load(export_dir)
-    signature = loaded.signatures[signature_name]
-    try:
-        outputs = signature(**decode_request(body, signature))
-    except (tf.errors.InvalidArgumentError, ValueError) as e:
-        print(f"ERROR {type(e).__name__}: {getattr(e, 'message', str(e))}")
-        return 3
-    if "tfaesthetic" in sys.modules or any(m.startswith("tfaesthetic.") for m in sys.modules):
-        print("ERROR tfaesthetic was imported by the serving process")
-        return 4
-    np.savez(out_path, **{k: v.numpy() for k, v in outputs.items()})
-    print("OK", sorted(outputs))
+    requests_path, out_dir = argv[1:3]
+    with open(requests_path, encoding="utf-8") as f:
+        requests = json.load(f)
+    loaded = {}
+    for request in requests:
+        path = request["export_dir"]
+        if path not in loaded:
+            loaded[path] = tf.saved_model.load(path)
+        signature = loaded[path].signatures[request.get("signature", "serving_default")]
+        specs = signature.structured_input_signature[1]
+        try:
+            if "body" in request:
+                inputs = decode_rest_body(request["body"], specs)
+            else:
+                inputs = {
+                    k: tf.constant(np.array([bytes.fromhex(v) for v in vs], dtype=object), tf.string)
+                    for k, vs in request["hex"].items()
+                }
+            outputs = signature(**inputs)
+        except (tf.errors.InvalidArgumentError, ValueError) as e:
+            with open(os.path.join(out_dir, request["name"] + ".error"), "w", encoding="utf-8") as f:
+                f.write(f"{type(e).__name__}: {getattr(e, 'message', str(e))}")
+            continue
+        np.savez(os.path.join(out_dir, request["name"] + ".npz"), **{k: v.numpy() for k, v in outputs.items()})
+    with open(os.path.join(out_dir, "modules.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(sorted({m.split(".")[0] for m in sys.modules})))
     return 0
 
 

@@ -1,0 +1,109 @@
+"""Tiny records, images and models shared by the export and predict tests."""
+
+import io
+import os
+
+import keras
+import numpy as np
+from PIL import Image
+
+from tfaesthetic import features
+from tfaesthetic.records import writer
+from tfaesthetic.records.rejections import Rejections
+
+IMAGE_SIZE = 48
+MAX_LEN = 24
+USERS = ["u0", "u1", "u2", "u3"]
+NUM_IMAGES = 6
+TAGS = ["landscape", "portrait"]
+
+_COMMENTS = [
+    "great colours and a sharp subject",
+    "too dark and blurry",
+    "nice composition, wonderful light",
+    "the horizon is tilted and the sky is blown out",
+    "sharp, nice colours",
+    "boring and noisy",
+]
+
+
+def jpeg_bytes(seed: int = 0, size=(64, 48)) -> bytes:
+    """A Pillow-made JPEG with smooth structure (not noise), `size` = (width, height)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = rng.uniform(0, 255, size=3)
+    img = base + 120 * np.stack([np.sin(6 * xx + seed), np.cos(5 * yy - seed), np.sin(4 * (xx + yy))], -1)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def png_bytes(seed: int = 0, size=(40, 40)) -> bytes:
+    """A Pillow-made RGBA PNG."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, size=(size[1], size[0], 4), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_tiny_records(out_dir: str) -> str:
+    """Writes 6 images (all train, indices 0..5) with comments by 4 users through the real writer."""
+    records = []
+    for i in range(NUM_IMAGES):
+        votes = [0] * 10
+        votes[3 + i % 5] = 5
+        votes[2 + i % 4] += 3
+        comments = [
+            features.Comment(text=_COMMENTS[i], user_index=i % len(USERS), sentiment=3, rating=1),
+            features.Comment(text=_COMMENTS[(i + 1) % NUM_IMAGES], user_index=(i + 1) % len(USERS), sentiment=1, rating=0),
+        ]
+        records.append(
+            features.ImageRecord(
+                image_id=f"img{i}", split="train", encoded=jpeg_bytes(seed=100 + i), image_format="jpeg",
+                votes=votes, tags=[i % 2], comments=comments,
+            )
+        )
+    writer.write_records(
+        out_dir, records, scale=features.AVA_SCALE, users=USERS, tags=TAGS, source="test", rejections=Rejections(),
+        num_shards=1,
+    )
+    return out_dir
+
+
+def tiny_mracnn(records_dir: str):
+    """Stand-in with MRACNN's input/output dicts (replaced by the real model when it lands)."""
+    manifest = writer.read_manifest(records_dir)
+    img = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    tok = keras.Input((MAX_LEN,), dtype="int32", name="tokens")
+    x = keras.layers.Conv2D(4, 3, strides=4)(img / 255.0)
+    logits = keras.layers.Reshape((144,))(keras.layers.Conv2D(1, 1)(x))
+    att = keras.layers.Reshape((1, 12, 12))(keras.layers.Softmax()(logits))
+    e = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(manifest["vocab_size"], 4)(tok))
+    h = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(x), e])
+    dist = keras.layers.Dense(10, activation="softmax")(h)
+    return keras.Model({"image": img, "tokens": tok}, {"distribution": dist, "attention": att})
+
+
+def tiny_cfan(records_dir: str):
+    """Stand-in with CFAN's input/output dicts."""
+    manifest = writer.read_manifest(records_dir)
+    img = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    rev = keras.Input((MAX_LEN,), dtype="int32", name="review")
+    ui = keras.Input((), dtype="int32", name="user_index")
+    ii = keras.Input((), dtype="int32", name="image_index")
+    x = keras.layers.Conv2D(4, 3, strides=4)(img / 255.0)
+    att = keras.layers.Reshape((12, 12))(keras.layers.Softmax()(keras.layers.Reshape((144,))(keras.layers.Conv2D(1, 1)(x))))
+    e = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(manifest["vocab_size"], 4)(rev))
+    u = keras.layers.Embedding(manifest["num_users"] + 1, 4)(ui)
+    v = keras.layers.Embedding(manifest["num_images"] + 1, 4)(ii)
+    g = keras.layers.GlobalAveragePooling2D()(x)
+    h = keras.layers.Concatenate()([g, e, u, v])
+    ur = keras.layers.Reshape(())(keras.layers.Dense(1, activation="sigmoid")(h))
+    ar = keras.layers.Reshape(())(keras.layers.Dense(1, activation="sigmoid")(g))
+    tag = keras.layers.Dense(len(TAGS), activation="softmax")(g)
+    return keras.Model(
+        {"image": img, "review": rev, "user_index": ui, "image_index": ii},
+        {"user_rating": ur, "tag": tag, "agnostic_rating": ar, "attention": att},
+    )

@@ -1,0 +1,522 @@
+"""SavedModel export for TF Serving: raw-input and tensor signatures (SPEC §5).
+
+`export_model(model, records_dir, export_base, model_name=...)` writes
+`<export_base>/<model_name>/<version>/` with `keras.export.ExportArchive` and two
+explicit signatures:
+
+- `serving_default` (**raw inputs**): `image_bytes` (string `[None]`, encoded
+  JPEG/PNG/GIF/BMP/WebP, the original file bytes), `comments` (string `[None]`: all the
+  comments of one image in one string, separated by newlines, or one review for
+  CFAN), and for CFAN `user_id` (string `[None]`, the ids of `users.tsv`) and
+  `image_id` (string `[None]`, the ids of `images.tsv`). Images are decoded and
+  resized in-graph with `tfaesthetic.data.parser`'s eval-branch function and
+  comments are tokenised with `tfaesthetic.text.tokenize` (the functions the
+  records writer and the input pipeline use, so train and serve cannot skew). The
+  vocabulary and the user / image id maps travel inside the SavedModel as lookup
+  tables; an unknown id maps to the model's out-of-vocabulary row.
+- `serve_tensors` (**preprocessed inputs**): the model's own inputs (`image`
+  float32 `[None, S, S, 3]` pixels in [0, 255], `tokens` int32 `[None, max_len]`,
+  or for CFAN `image`, `image_index`, `user_index`, `review`).
+
+Both return the same named outputs:
+
+- score-distribution models (MRACNN): `distribution` `[B, num_bins]`,
+  `mean_score` `[B]` (sum_i s_i p_i with the manifest's bin values s_i), `label`
+  `[B]` int32 (1 when `mean_score` > the manifest threshold) and `attention`
+  (`[B, T, h, w]`, absent for variants without attention).
+- CFAN: `user_rating` `[B]` (the personalised probability that the user rates the
+  image good), `agnostic_rating` `[B]`, `label` `[B]` int32 (1 when
+  `agnostic_rating` > 0.5), `known_user` `[B]` int32, `tag` `[B, num_tags]` and
+  `attention` `[B, h, w]` (heads present per variant). An unknown `user_id` falls
+  back to the user-agnostic prediction: `user_rating = agnostic_rating`.
+
+Bad inputs at serving time (documented in docs/serving.md and tested):
+
+- bytes that are not an encoded image (no JPEG/PNG/GIF/BMP/WebP signature, or empty)
+  fail the request with `InvalidArgumentError` whose message starts with
+  `image_bytes:` and gives the batch positions at fault;
+- an empty comment (or one with no letters or digits) tokenises to all-padding
+  tokens, exactly what the input pipeline produces for an image without comments,
+  so MRACNN predicts from the image alone and CFAN takes its no-review path (the
+  user's learned taste kernel).
+
+Besides the SavedModel, `export_model` writes `<version>/assets.extra/tfaesthetic.json`
+(inputs, outputs, score scale, id-map sizes and the bad-input rules) and
+`<export_base>/models.config` listing every model under `export_base`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfaesthetic import features
+from tfaesthetic import text
+from tfaesthetic.data import parser
+from tfaesthetic.records import writer
+
+RAW_SIGNATURE = "serving_default"
+TENSOR_SIGNATURE = "serve_tensors"
+SIDECAR = os.path.join("assets.extra", "tfaesthetic.json")
+MODELS_CONFIG = "models.config"
+
+# Leading bytes of the formats `tf.io.decode_image` reads.
+_IMAGE_SIGNATURES = {
+    "jpeg": b"\xff\xd8\xff",
+    "png": b"\x89PNG\r\n\x1a\n",
+    "gif": b"GIF8",
+    "bmp": b"BM",
+    "webp": b"RIFF",  # + "WEBP" at offset 8, checked below
+}
+
+_VERSION_RE = re.compile(r"^[0-9]+$")
+
+
+def read_manifest_and_dir(records_dir_or_manifest) -> tuple[dict, str]:
+    """Reads `manifest.json` from a records directory (or its path).
+
+    Args:
+        records_dir_or_manifest: the records directory, or the path of its
+            `manifest.json` (vocab.txt and users.tsv are read beside it).
+
+    Returns:
+        `(manifest, records_dir)`.
+    """
+    path = os.fspath(records_dir_or_manifest)
+    if os.path.isdir(path):
+        records_dir, manifest_path = path, os.path.join(path, writer.MANIFEST)
+    else:
+        records_dir, manifest_path = os.path.dirname(path) or ".", path
+    if os.path.basename(manifest_path) != writer.MANIFEST or not os.path.exists(manifest_path):
+        raise FileNotFoundError(
+            f"Expected a records directory holding {writer.MANIFEST}, or the path of that file. "
+            f"Received: records_dir_or_manifest={path!r} ({manifest_path} does not exist)"
+        )
+    return writer.read_manifest(records_dir), records_dir
+
+
+def _read_id_map(path: str) -> list:
+    """Reads `users.tsv` / `images.tsv` (`index<TAB>id[<TAB>split]`) into the ids in index order."""
+    if not os.path.exists(path):
+        return []
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2 or not fields[0].strip().isdigit():
+                raise ValueError(f"Expected 'index<TAB>id[<TAB>...]' lines in {path}. Received line {line_no}: {line!r}")
+            pairs.append((int(fields[0]), fields[1]))
+    pairs.sort()
+    for expected, (index, _) in enumerate(pairs):
+        if index != expected:
+            raise ValueError(f"Expected dense 0-based indices in {path}. Received index {index} at position {expected}")
+    return [ident for _, ident in pairs]
+
+
+class IdLookup(tf.Module):
+    """String id -> dense int32 index, unknown ids -> `oov_index` (a trackable table).
+
+    Args:
+        ids: the ids in index order (`users.tsv` / `images.tsv`).
+        oov_index: the index returned for unknown ids (the models' extra row,
+            `num_users` / `num_images`).
+        name: module name.
+    """
+
+    def __init__(self, ids, oov_index: int, name: Optional[str] = None):
+        super().__init__(name=name)
+        self.ids = list(ids)
+        self.oov_index = int(oov_index)
+        keys = tf.constant(self.ids if self.ids else ["\x00unused"], tf.string)
+        values = tf.range(len(self.ids), dtype=tf.int64) if self.ids else tf.constant([self.oov_index], tf.int64)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, values), default_value=tf.constant(self.oov_index, tf.int64)
+        )
+
+    def __call__(self, ids: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.table.lookup(ids), tf.int32)
+
+
+def check_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Fails with a message naming `image_bytes` when an element is not an encoded image.
+
+    Args:
+        image_bytes: string `[B]`.
+
+    Returns:
+        `image_bytes`, with the check as a control dependency.
+    """
+    # Padding keeps substr in range for short (or empty) strings.
+    head = tf.strings.substr(tf.strings.join([image_bytes, "\0" * 12]), 0, 12)
+    ok = tf.zeros_like(image_bytes, dtype=tf.bool)
+    for fmt, magic in _IMAGE_SIGNATURES.items():
+        match = tf.equal(tf.strings.substr(head, 0, len(magic)), magic)
+        if fmt == "webp":
+            match = tf.logical_and(match, tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
+        ok = tf.logical_or(ok, match)
+    bad = tf.reshape(tf.where(tf.logical_not(ok)), [-1])
+    assertion = tf.debugging.Assert(
+        tf.reduce_all(ok),
+        [
+            "image_bytes: expected encoded JPEG, PNG, GIF, BMP or WebP bytes (the original file). "
+            "Received undecodable bytes at batch positions",
+            bad,
+            "; their first bytes:",
+            tf.gather(tf.strings.substr(image_bytes, 0, 8), bad),
+        ],
+        summarize=16,
+        name="check_image_bytes",
+    )
+    with tf.control_dependencies([assertion]):
+        return tf.identity(image_bytes)
+
+
+def _spec_of(tensor, name: str) -> tf.TensorSpec:
+    shape = tuple(tensor.shape)
+    return tf.TensorSpec((None,) + tuple(shape[1:]), tf.as_dtype(keras.backend.standardize_dtype(tensor.dtype)), name=name)
+
+
+def _model_inputs(model) -> dict:
+    """Model input name -> KerasTensor (dict inputs, keyed as in docs/design.md)."""
+    structure = model.input
+    if isinstance(structure, dict):
+        return dict(structure)
+    flat = structure if isinstance(structure, (list, tuple)) else [structure]
+    return {t.name: t for t in flat}
+
+
+class ServingFunctions(tf.Module):
+    """The raw-input and tensor-input serving functions of a tfaesthetic model.
+
+    Also used in-process by `tfaesthetic.predict`, so a Keras model and its
+    export answer through the same code.
+
+    Args:
+        model: a built `MRACNN`, `CFAN` (or any model with the same input/output
+            dicts).
+        records_dir_or_manifest: the records the model was trained on (manifest,
+            vocab.txt, users.tsv, images.tsv).
+    """
+
+    def __init__(self, model, records_dir_or_manifest, name: Optional[str] = "tfaesthetic_serving"):
+        super().__init__(name=name)
+        self.model = model
+        manifest, records_dir = read_manifest_and_dir(records_dir_or_manifest)
+        self.manifest = manifest
+        self.records_dir = records_dir
+        self.scale = features.ScoreScale.from_json(manifest["score_scale"])
+        self.inputs = _model_inputs(model)
+        names = set(self.inputs)
+        known = {"image", "tokens", "image_index", "user_index", "review"}
+        if not names <= known or not names:
+            raise ValueError(
+                f"Expected model inputs among {sorted(known)}. Received: model inputs {sorted(names)}"
+            )
+        self.has_image = "image" in names
+        self.text_key = "review" if "review" in names else ("tokens" if "tokens" in names else None)
+        self.is_cfan = "user_index" in names or "review" in names or "image_index" in names
+        self.image_size = int(self.inputs["image"].shape[1]) if self.has_image else None
+        self.max_len = int(self.inputs[self.text_key].shape[1]) if self.text_key else None
+
+        self.vocabulary = None
+        if self.text_key:
+            self.vocabulary = text.Vocabulary.from_file(os.path.join(records_dir, writer.VOCAB_FILE))
+            embedding_rows = manifest.get("vocab_size")
+            if embedding_rows is not None and int(embedding_rows) != self.vocabulary.size:
+                raise ValueError(
+                    f"vocab.txt and manifest.json disagree. Received: vocab_size={embedding_rows} in the manifest, "
+                    f"{self.vocabulary.size} ids from vocab.txt"
+                )
+        self.users = None
+        if "user_index" in names:
+            ids = _read_id_map(os.path.join(records_dir, writer.USERS_FILE))
+            self.users = IdLookup(ids, int(manifest.get("num_users", len(ids))), name="users")
+        self.images = None
+        if "image_index" in names:
+            ids = _read_id_map(os.path.join(records_dir, writer.IMAGES_FILE))
+            self.images = IdLookup(ids, int(manifest.get("num_images", len(ids))), name="images")
+
+        self.tensor_signature = [_spec_of(t, n) for n, t in sorted(self.inputs.items())]
+        raw = []
+        if self.has_image:
+            raw.append(tf.TensorSpec([None], tf.string, name="image_bytes"))
+        if self.text_key:
+            raw.append(tf.TensorSpec([None], tf.string, name="comments"))
+        if self.users is not None:
+            raw.append(tf.TensorSpec([None], tf.string, name="user_id"))
+        if self.images is not None:
+            raw.append(tf.TensorSpec([None], tf.string, name="image_id"))
+        self.raw_signature = raw
+
+    # ---------------------------------------------------------------- preprocessing
+    def decode_images(self, image_bytes: tf.Tensor) -> tf.Tensor:
+        """Encoded bytes `[B]` -> float32 `[B, S, S, 3]` in [0, 255] (the pipeline's eval branch)."""
+        image_bytes = check_image_bytes(image_bytes)
+        size = self.image_size
+        return tf.map_fn(
+            lambda b: parser.decode_image(b, size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        )
+
+    def tokenize(self, comments: tf.Tensor) -> tf.Tensor:
+        """Comment strings `[B]` -> int32 `[B, max_len]` (all padding for an empty comment)."""
+        return text.pad_tokens(text.tokenize(comments, self.vocabulary), self.max_len)
+
+    def preprocess(self, image_bytes=None, comments=None, user_id=None, image_id=None) -> dict:
+        """Raw inputs -> the model's input dict."""
+        inputs = {}
+        if self.has_image:
+            inputs["image"] = self.decode_images(image_bytes)
+        if self.text_key:
+            inputs[self.text_key] = self.tokenize(comments)
+        if self.users is not None:
+            inputs["user_index"] = self.users(user_id)
+        if self.images is not None:
+            inputs["image_index"] = self.images(image_id)
+        return inputs
+
+    # ---------------------------------------------------------------- outputs
+    def postprocess(self, outputs: dict, inputs: dict) -> dict:
+        """Model outputs -> the named serving outputs."""
+        outputs = dict(outputs) if isinstance(outputs, dict) else {"distribution": outputs}
+        result = {}
+        if "distribution" in outputs:
+            dist = tf.cast(outputs["distribution"], tf.float32)
+            values = tf.constant(self.scale.values, tf.float32)
+            mean = tf.reduce_sum(dist * values, axis=-1)
+            result["distribution"] = dist
+            result["mean_score"] = mean
+            result["label"] = tf.cast(mean > self.scale.threshold, tf.int32)
+        if "agnostic_rating" in outputs:
+            agnostic = tf.reshape(tf.cast(outputs["agnostic_rating"], tf.float32), [-1])
+            result["agnostic_rating"] = agnostic
+            if "distribution" not in outputs:
+                result["label"] = tf.cast(agnostic > 0.5, tf.int32)
+        if "user_rating" in outputs:
+            rating = tf.reshape(tf.cast(outputs["user_rating"], tf.float32), [-1])
+            if self.users is not None and "user_index" in inputs:
+                known = tf.cast(inputs["user_index"], tf.int32) < self.users.oov_index
+                known = tf.logical_and(known, tf.cast(inputs["user_index"], tf.int32) >= 0)
+                if "agnostic_rating" in result:
+                    rating = tf.where(known, rating, result["agnostic_rating"])
+                result["known_user"] = tf.cast(known, tf.int32)
+            result["user_rating"] = rating
+        if "tag" in outputs:
+            result["tag"] = tf.cast(outputs["tag"], tf.float32)
+        if "attention" in outputs:
+            result["attention"] = tf.cast(outputs["attention"], tf.float32)
+        if not result:
+            raise ValueError(
+                "Expected model outputs among distribution, user_rating, agnostic_rating, tag, attention. "
+                f"Received: {sorted(outputs)}"
+            )
+        return result
+
+    # ---------------------------------------------------------------- entry points
+    def serve_tensors(self, *tensors) -> dict:
+        """Preprocessed tensors (in `tensor_signature` order) -> named outputs."""
+        inputs = {spec.name: t for spec, t in zip(self.tensor_signature, tensors)}
+        return self.postprocess(self.model(inputs, training=False), inputs)
+
+    def serve_raw(self, *tensors) -> dict:
+        """Raw tensors (in `raw_signature` order) -> named outputs."""
+        raw = {spec.name: t for spec, t in zip(self.raw_signature, tensors)}
+        inputs = self.preprocess(**raw)
+        return self.postprocess(self.model(inputs, training=False), inputs)
+
+    def __call__(self, **raw) -> dict:
+        """Eager raw call by name: `fns(image_bytes=..., comments=..., user_id=...)`."""
+        missing = [s.name for s in self.raw_signature if s.name not in raw]
+        extra = sorted(set(raw) - {s.name for s in self.raw_signature})
+        if missing or extra:
+            raise ValueError(
+                f"Expected raw inputs {[s.name for s in self.raw_signature]}. "
+                f"Received: {sorted(raw)} (missing {missing}, unexpected {extra})"
+            )
+        args = [tf.convert_to_tensor(raw[s.name], tf.string) for s in self.raw_signature]
+        return self.serve_raw(*args)
+
+    def describe(self) -> dict:
+        """Inputs, outputs, score scale and bad-input rules, for the JSON sidecar."""
+        example = {s.name: tf.zeros([1] + list(s.shape[1:]), s.dtype) for s in self.tensor_signature}
+        out = self.postprocess(self.model(example, training=False), example)
+        outputs = {k: {"dtype": v.dtype.name, "shape": [None] + list(v.shape[1:])} for k, v in out.items()}
+
+        def spec_json(s):
+            return {"dtype": s.dtype.name, "shape": [None] + list(s.shape[1:])}
+
+        return {
+            "signatures": {
+                RAW_SIGNATURE: {"inputs": {s.name: spec_json(s) for s in self.raw_signature}, "outputs": outputs},
+                TENSOR_SIGNATURE: {"inputs": {s.name: spec_json(s) for s in self.tensor_signature}, "outputs": outputs},
+            },
+            "score_scale": self.scale.to_json(),
+            "image_size": self.image_size,
+            "max_len": self.max_len,
+            "vocab_size": self.vocabulary.size if self.vocabulary else None,
+            "num_users": self.users.oov_index if self.users else None,
+            "num_images": self.images.oov_index if self.images else None,
+            "bad_input": {
+                "image_bytes": "bytes without a JPEG/PNG/GIF/BMP/WebP signature fail the request with "
+                "InvalidArgumentError 'image_bytes: ... batch positions ...'",
+                "comments": "an empty comment (no letters/digits) becomes all-padding tokens: "
+                + ("the review-free path (the user's taste kernel)" if self.is_cfan else "image-only evidence"),
+                "user_id": "unknown ids map to the out-of-vocabulary row; user_rating = agnostic_rating, known_user = 0",
+                "image_id": "unknown ids map to the out-of-vocabulary image row",
+            },
+        }
+
+
+def _next_version(model_dir: str) -> int:
+    versions = [int(d) for d in os.listdir(model_dir) if _VERSION_RE.match(d)] if os.path.isdir(model_dir) else []
+    return max(versions, default=0) + 1
+
+
+def write_models_config(export_base: str, serving_base_path: Optional[str] = "/models") -> str:
+    """Writes `<export_base>/models.config` listing every exported model.
+
+    A model is a sub-directory holding at least one integer version directory with
+    a `saved_model.pb`.
+
+    Args:
+        export_base: the export directory.
+        serving_base_path: the directory `export_base` is mounted at inside the
+            TF Serving container (`docker run -v $PWD/export:/models ...`); None
+            writes absolute local paths instead.
+
+    Returns:
+        The path of the written file.
+    """
+    names = []
+    for name in sorted(os.listdir(export_base)):
+        model_dir = os.path.join(export_base, name)
+        if not os.path.isdir(model_dir):
+            continue
+        if any(
+            _VERSION_RE.match(v) and os.path.exists(os.path.join(model_dir, v, "saved_model.pb"))
+            for v in os.listdir(model_dir)
+        ):
+            names.append(name)
+    lines = ["model_config_list {"]
+    for name in names:
+        base = f"{serving_base_path.rstrip('/')}/{name}" if serving_base_path else os.path.abspath(os.path.join(export_base, name))
+        lines += ["  config {", f'    name: "{name}"', f'    base_path: "{base}"', '    model_platform: "tensorflow"', "  }"]
+    lines.append("}")
+    path = os.path.join(export_base, MODELS_CONFIG)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def export_model(
+    model,
+    records_dir_or_manifest,
+    export_base,
+    *,
+    model_name: str,
+    version: Optional[int] = None,
+    serving_base_path: Optional[str] = "/models",
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> str:
+    """Exports a model for TF Serving with raw-input and tensor signatures.
+
+    Args:
+        model: a built tfaesthetic model (`MRACNN`, `CFAN`, or one with the same
+            input/output dicts).
+        records_dir_or_manifest: the records directory (or its manifest.json) the
+            model was trained on; its score scale, vocab.txt, users.tsv and
+            images.tsv go into the export.
+        export_base: the export directory (`export/`).
+        model_name: the served model name (letters, digits, `_`, `-`, `.`).
+        version: an integer version; None takes the next free one.
+        serving_base_path: where `export_base` is mounted for TF Serving, used in
+            models.config (None: absolute local paths).
+        overwrite: replace an existing version directory.
+        verbose: print the endpoints (Keras' export summary).
+
+    Returns:
+        The path of the version directory.
+    """
+    if not re.match(r"^[A-Za-z0-9_.\-]+$", model_name or ""):
+        raise ValueError(f"Expected model_name of letters, digits, '_', '-', '.'. Received: model_name={model_name!r}")
+    if version is not None and (not isinstance(version, (int, np.integer)) or version < 0):
+        raise ValueError(f"Expected an integer version >= 0 or None. Received: version={version!r}")
+    export_base = os.fspath(export_base)
+    model_dir = os.path.join(export_base, model_name)
+    os.makedirs(model_dir, exist_ok=True)
+    version = _next_version(model_dir) if version is None else int(version)
+    final_dir = os.path.join(model_dir, str(version))
+    if os.path.exists(final_dir):
+        if not overwrite:
+            raise FileExistsError(f"Export version exists; pass overwrite=True or another version. Received: {final_dir}")
+        shutil.rmtree(final_dir)
+
+    fns = ServingFunctions(model, records_dir_or_manifest)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for module in (fns.vocabulary, fns.users, fns.images):
+        if module is not None:
+            archive.track(module)
+    # The raw signature is registered first: ExportArchive aliases the first
+    # endpoint as serving_default; we name it explicitly.
+    archive.add_endpoint(RAW_SIGNATURE, fns.serve_raw, input_signature=fns.raw_signature)
+    archive.add_endpoint(TENSOR_SIGNATURE, fns.serve_tensors, input_signature=fns.tensor_signature)
+
+    # TF Serving polls version directories: write under a non-integer name, then rename.
+    tmp_dir = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
+    if os.path.exists(tmp_dir):
+        shutil.rmtree(tmp_dir)
+    archive.write_out(tmp_dir, verbose=verbose)
+    sidecar = {
+        "model_name": model_name,
+        "version": version,
+        "model_class": type(model).__name__,
+        "model_config": _json_safe(model.get_config()) if hasattr(model, "get_config") else None,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "records": {k: manifest_value for k, manifest_value in fns.manifest.items() if k in ("source", "schema_version", "files")},
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "load_with": "import tensorflow as tf, tensorflow_text; tf.saved_model.load(path)",
+        **fns.describe(),
+    }
+    os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(tmp_dir, SIDECAR), "w", encoding="utf-8") as f:
+        json.dump(sidecar, f, indent=2, sort_keys=True)
+    os.replace(tmp_dir, final_dir)
+    write_models_config(export_base, serving_base_path)
+    return final_dir
+
+
+def _json_safe(obj):
+    try:
+        return json.loads(json.dumps(obj, default=str))
+    except (TypeError, ValueError):
+        return str(obj)
+
+
+def latest_version_dir(path: str) -> str:
+    """A version directory as is, or the highest integer version under a model directory."""
+    path = os.fspath(path)
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [int(d) for d in os.listdir(path) if _VERSION_RE.match(d)] if os.path.isdir(path) else []
+    if not versions:
+        raise FileNotFoundError(
+            f"Expected a SavedModel version directory or a model directory with integer versions. Received: {path!r}"
+        )
+    return os.path.join(path, str(max(versions)))
