@@ -253,6 +253,7 @@ def build_ava(
     rules: reviews_lib.ReviewRules = reviews_lib.ReviewRules(),
     rewrite_reviews: bool = False,
     command_line: str = "",
+    validate_images: bool = True,
     rejections: Optional[Rejections] = None,
     **read_kwargs,
 ) -> dict:
@@ -263,5 +264,11 @@ def build_ava(
     """
     data = read_ava(ava_dir, rejections=rejections, **read_kwargs)
     return common.finish_build(
-        data, out_dir, num_shards=num_shards, rules=rules, rewrite_reviews=rewrite_reviews, command_line=command_line
+        data,
+        out_dir,
+        num_shards=num_shards,
+        rules=rules,
+        rewrite_reviews=rewrite_reviews,
+        command_line=command_line,
+        validate_images=validate_images,
     )

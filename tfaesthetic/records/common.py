@@ -498,3 +498,62 @@ def report(manifest: dict, out_dir: str, rejections: Rejections) -> str:
         lines.append(f"Eq. 7 consistency of derived ratings with votes: {100 * manifest['consistency']:.2f}%")
     lines.append(f"records: {os.path.abspath(out_dir)} (manifest.json, rejected.jsonl)")
     return "\n".join(lines)
+
+
+def define_build_flags(flags, *, default_val_fraction: float = 0.05, default_test_fraction: float = 0.1) -> dict:
+    """Defines the flags every `records/build_*.py` script shares; returns the holders.
+
+    Args:
+        flags: the `absl.flags` module.
+        default_val_fraction: default of `--val_fraction`.
+        default_test_fraction: default of `--test_fraction`.
+    """
+    return {
+        "out_dir": flags.DEFINE_string("out_dir", None, "Output directory of the records (required)."),
+        "num_shards": flags.DEFINE_integer("num_shards", 4, "Shards per split (capped at the split's images)."),
+        "seed": flags.DEFINE_integer("seed", 0, "Seed of the random split; same flags, same records."),
+        "val_fraction": flags.DEFINE_float("val_fraction", default_val_fraction, "Fraction of images for val."),
+        "test_fraction": flags.DEFINE_float("test_fraction", default_test_fraction, "Fraction of images for test."),
+        "split": flags.DEFINE_string(
+            "split", "", "Split as train/test or train/val/test percentages, e.g. 90/10 (paper); overrides the fractions."
+        ),
+        "comments": flags.DEFINE_string(
+            "comments", None, "Comments: a directory of <id>.txt (one comment a line, optionally user<TAB>text), "
+            "or a .json (id -> [comments]) or .csv/.tsv (image_id,text[,user]) file."
+        ),
+        "drop_no_comments": flags.DEFINE_bool(
+            "drop_no_comments", False, "Reject images without any usable comment (paper protocol)."
+        ),
+        "rewrite_reviews": flags.DEFINE_bool(
+            "rewrite_reviews", False, "Store type II reviews as 'The photo is good/bad' (paper cleaning step)."
+        ),
+        "validate_images": flags.DEFINE_bool("validate_images", True, "Decode every image once to reject bad ones."),
+    }
+
+
+def fractions_from_flags(holders: dict) -> tuple:
+    """`(val_fraction, test_fraction)` from `--split` or the fraction flags."""
+    if holders["split"].value:
+        return parse_split(holders["split"].value)
+    return holders["val_fraction"].value, holders["test_fraction"].value
+
+
+def run_build(build: Callable[[Rejections], dict], out_dir: Optional[str]) -> int:
+    """Runs a builder, prints its report; a whole-input error prints one line, exit code 1.
+
+    Per-record problems never get here (they are rejections); this catches the
+    errors that make the whole build impossible (a missing AVA.txt, a comments
+    file that is not JSON, bad flags) so that the user sees a message, not a
+    traceback.
+    """
+    if not out_dir:
+        print("error: --out_dir is required", file=sys.stderr)
+        return 1
+    rejections = Rejections()
+    try:
+        manifest = build(rejections)
+    except (FileNotFoundError, NotADirectoryError, ValueError, UnicodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report(manifest, out_dir, rejections))
+    return 0
