@@ -1,0 +1,157 @@
+"""TextCNN (seed 003 §III-B, Eq. 11 + max-over-time pooling) against a NumPy reference."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.test_case import TestCase
+from tfaesthetic.layers.text_cnn import TextCNN
+
+
+def numpy_text_cnn(tokens, embeddings, kernels, biases, kernel_sizes):
+    """Eq. 11, y_i = ReLU(w · d_{i:i+h-1} + b), then the max over valid windows.
+
+    Valid windows start at a real token: i <= max(n - h, 0) with n the position after the last
+    non-padding token; positions past the comment are zero vectors. All-padding rows give 0.
+    """
+    batch, max_len = tokens.shape
+    out = []
+    for b in range(batch):
+        ids = tokens[b]
+        real = np.nonzero(ids)[0]
+        n = real[-1] + 1 if len(real) else 0
+        rows = []
+        for h, w, bias in zip(kernel_sizes, kernels, biases):  # w: [h, dim, filters]
+            pooled = np.zeros(w.shape[-1])
+            if n > 0:
+                responses = []
+                for i in range(0, max(n - h, 0) + 1):
+                    window = np.zeros((h, embeddings.shape[1]))
+                    for j in range(h):
+                        if i + j < max_len and ids[i + j] != 0:
+                            window[j] = embeddings[ids[i + j]]
+                    responses.append(np.maximum(np.einsum("hd,hdf->f", window, w) + bias, 0.0))
+                pooled = np.max(responses, axis=0)
+            rows.append(pooled)
+        out.append(np.concatenate(rows))
+    return np.array(out)
+
+
+def _weights(layer):
+    embeddings = np.asarray(layer.embedding.embeddings.numpy(), "float64")
+    kernels = [np.asarray(c.kernel.numpy(), "float64") for c in layer.convs]
+    biases = [np.asarray(c.bias.numpy(), "float64") for c in layer.convs]
+    return embeddings, kernels, biases
+
+
+class TextCNNTest(TestCase):
+    def _tokens(self):
+        return np.array(
+            [
+                [5, 9, 3, 12, 7, 2, 8, 0, 0, 0, 0, 0],  # 7 tokens
+                [4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # shorter than every kernel
+                [6, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # 3 tokens, with OOV id 1
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # no comment
+                [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],  # full, no padding
+            ],
+            dtype="int32",
+        )
+
+    def test_layer_basics(self):
+        self.run_layer_test(
+            TextCNN,
+            {"vocab_size": 20, "embedding_dim": 6, "num_filters": 3},
+            self._tokens(),
+            expected_output_shape=(5, 9),
+        )
+
+    def _randomised(self, **kwargs):
+        layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=3, **kwargs)
+        layer.build((None, None))
+        rng = np.random.default_rng(3)
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+        return layer
+
+    def test_eq11_max_pooling_matches_numpy(self):
+        layer = self._randomised()
+        tokens = self._tokens()
+        actual = np.asarray(layer(tokens, training=False))
+        expected = numpy_text_cnn(tokens, *_weights(layer), layer.kernel_sizes)
+        np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-4)
+        # The references exercise every branch: full windows, a 1-token comment, an empty row.
+        self.assertTrue(np.all(actual[3] == 0.0))
+        self.assertGreater(np.abs(actual[1]).sum(), 0.0)
+
+    def test_eq11_other_kernel_sizes_matches_numpy(self):
+        layer = self._randomised(kernel_sizes=(1, 2, 7))
+        tokens = self._tokens()
+        expected = numpy_text_cnn(tokens, *_weights(layer), layer.kernel_sizes)
+        np.testing.assert_allclose(np.asarray(layer(tokens)), expected, atol=1e-5, rtol=1e-4)
+
+    def test_padding_invariance(self):
+        layer = self._randomised()
+        tokens = self._tokens()
+        reference = np.asarray(layer(tokens))
+        for extra in (1, 5, 40):
+            padded = np.pad(tokens, [[0, 0], [0, extra]])
+            np.testing.assert_allclose(np.asarray(layer(padded)), reference, atol=1e-6)
+        # Sequences shorter than the largest kernel (max_len 2 < 5) work and agree too.
+        short = np.array([[4, 0], [6, 1]], dtype="int32")
+        np.testing.assert_allclose(
+            np.asarray(layer(short)), np.asarray(layer(np.pad(short, [[0, 0], [0, 10]]))), atol=1e-6
+        )
+
+    def test_padding_never_wins_the_max(self):
+        """Weights under which a window of padding would score highest: the output ignores it."""
+        layer = TextCNN(vocab_size=10, embedding_dim=2, num_filters=1, kernel_sizes=(2,))
+        layer.build((None, None))
+        layer.set_weights(
+            [
+                np.ones((10, 2), "float32"),  # every embedding, padding included, is [1, 1]
+                -np.ones((2, 2, 1), "float32"),  # a full real window scores -4 + bias
+                np.array([1.0], "float32"),  # a window of zero vectors would score ReLU(1) = 1
+            ]
+        )
+        out = np.asarray(layer(np.array([[3, 4, 5, 0, 0, 0]], "int32")))
+        np.testing.assert_allclose(out, [[0.0]])
+
+    def test_dropout_only_in_training(self):
+        layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=50, dropout=0.3)
+        tokens = self._tokens()
+        self.assertAllClose(layer(tokens, training=False), layer(tokens, training=False))
+        dropped = np.asarray(layer(tokens, training=True))
+        kept = np.asarray(layer(tokens, training=False))
+        self.assertTrue(np.any((dropped == 0) & (kept != 0)))
+
+    def test_set_embeddings_freezes_and_saves(self):
+        matrix = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
+        matrix[0] = 0.0
+        layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=2, kernel_sizes=(2, 3))
+        layer.set_embeddings(matrix)
+        np.testing.assert_array_equal(layer.embedding.embeddings.numpy(), matrix)
+        self.assertFalse(layer.get_config()["trainable_embeddings"])
+        self.assertNotIn(layer.embedding.embeddings.path, [w.path for w in layer.trainable_weights])
+        # Training leaves frozen vectors unchanged.
+        inputs = keras.Input((12,), dtype="int32")
+        model = keras.Model(inputs, layer(inputs))
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(self._tokens(), np.ones((5, 4), "float32"), epochs=2, verbose=0)
+        np.testing.assert_array_equal(layer.embedding.embeddings.numpy(), matrix)
+        restored = self.run_model_saving_test(model, self._tokens())
+        restored_layer = restored.layers[-1]
+        self.assertFalse(restored_layer.embedding.trainable)
+        np.testing.assert_array_equal(restored_layer.embedding.embeddings.numpy(), matrix)
+
+    def test_set_embeddings_trainable(self):
+        layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=2)
+        layer.set_embeddings(np.zeros((20, 4)), trainable=True)
+        self.assertIn(layer.embedding.embeddings.path, [w.path for w in layer.trainable_weights])
+
+    def test_bad_arguments(self):
+        layer = TextCNN(vocab_size=20, embedding_dim=4)
+        with pytest.raises(ValueError, match=r"matrix.shape=\(19, 4\)"):
+            layer.set_embeddings(np.zeros((19, 4)))
+        with pytest.raises(ValueError, match="vocab_size=1"):
+            TextCNN(vocab_size=1)
+        with pytest.raises(ValueError, match="dropout=1.5"):
+            TextCNN(vocab_size=5, dropout=1.5)
