@@ -100,6 +100,7 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
     counts = {}
     for s in splits:
         for path in shard_paths(records_dir, s, manifest):
+            counts[path] = _check_framing(path)
             expected = sizes.get(os.path.basename(path))
             actual = tf.io.gfile.stat(path).length
             if expected is not None and int(expected) != actual:
@@ -107,7 +108,6 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
                     f"Records shard {path} has {actual} bytes, the manifest says {expected}: "
                     "it is truncated or was modified after the records were written."
                 )
-            counts[path] = _check_framing(path)
             if full:
                 try:
                     n = 0
