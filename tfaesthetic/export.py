@@ -227,7 +227,17 @@ class ServingFunctions(tf.Module):
         self.text_key = "review" if "review" in names else ("tokens" if "tokens" in names else None)
         self.is_cfan = "user_index" in names or "review" in names or "image_index" in names
         self.image_size = int(self.inputs["image"].shape[1]) if self.has_image else None
-        self.max_len = int(self.inputs[self.text_key].shape[1]) if self.text_key else None
+        self.max_len = None
+        if self.text_key:
+            # MRACNN's `tokens` input has a fixed length; CFAN's `review` is [B, None]
+            # and the model keeps its truncation length as `max_len`.
+            self.max_len = self.inputs[self.text_key].shape[1] or getattr(model, "max_len", None)
+            if not self.max_len:
+                raise ValueError(
+                    f"Cannot tell how many tokens the model reads. Received: input {self.text_key!r} of shape "
+                    f"{tuple(self.inputs[self.text_key].shape)} and no `max_len` attribute on {type(model).__name__}"
+                )
+            self.max_len = int(self.max_len)
 
         self.vocabulary = None
         if self.text_key:
@@ -350,7 +360,10 @@ class ServingFunctions(tf.Module):
 
     def describe(self) -> dict:
         """Inputs, outputs, score scale and bad-input rules, for the JSON sidecar."""
-        example = {s.name: tf.zeros([1] + list(s.shape[1:]), s.dtype) for s in self.tensor_signature}
+        example = {
+            s.name: tf.zeros([1] + [d if d is not None else (self.max_len or 1) for d in s.shape[1:]], s.dtype)
+            for s in self.tensor_signature
+        }
         out = self.postprocess(self.model(example, training=False), example)
         outputs = {k: {"dtype": v.dtype.name, "shape": [None] + list(v.shape[1:])} for k, v in out.items()}
 

@@ -87,23 +87,10 @@ def tiny_mracnn(records_dir: str):
 
 
 def tiny_cfan(records_dir: str):
-    """Stand-in with CFAN's input/output dicts."""
-    manifest = writer.read_manifest(records_dir)
-    img = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
-    rev = keras.Input((MAX_LEN,), dtype="int32", name="review")
-    ui = keras.Input((), dtype="int32", name="user_index")
-    ii = keras.Input((), dtype="int32", name="image_index")
-    x = keras.layers.Conv2D(4, 3, strides=4)(img / 255.0)
-    att = keras.layers.Reshape((12, 12))(keras.layers.Softmax()(keras.layers.Reshape((144,))(keras.layers.Conv2D(1, 1)(x))))
-    e = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(manifest["vocab_size"], 4)(rev))
-    u = keras.layers.Embedding(manifest["num_users"] + 1, 4)(ui)
-    v = keras.layers.Embedding(manifest["num_images"] + 1, 4)(ii)
-    g = keras.layers.GlobalAveragePooling2D()(x)
-    h = keras.layers.Concatenate()([g, e, u, v])
-    ur = keras.layers.Reshape(())(keras.layers.Dense(1, activation="sigmoid")(h))
-    ar = keras.layers.Reshape(())(keras.layers.Dense(1, activation="sigmoid")(g))
-    tag = keras.layers.Dense(len(TAGS), activation="softmax")(g)
-    return keras.Model(
-        {"image": img, "review": rev, "user_index": ui, "image_index": ii},
-        {"user_rating": ur, "tag": tag, "agnostic_rating": ar, "attention": att},
+    """A tiny CFAN-3task (tiny backbone, 48 px)."""
+    from tfaesthetic.models.cfan import CFAN
+
+    return CFAN.from_manifest(
+        writer.read_manifest(records_dir), variant="cfan_3task", backbone="tiny", image_size=IMAGE_SIZE,
+        factor_dim=8, hidden_units=(8,), embedding_dim=8, gru_units=8, max_len=MAX_LEN, seed=0,
     )
