@@ -72,18 +72,16 @@ def write_tiny_records(out_dir: str) -> str:
     return out_dir
 
 
-def tiny_mracnn(records_dir: str):
-    """Stand-in with MRACNN's input/output dicts (replaced by the real model when it lands)."""
+def tiny_mracnn(records_dir: str, variant: str = "full"):
+    """A tiny MRACNN (tiny backbone, 48 px, T = 2 glimpses)."""
+    from tfaesthetic.models.mracnn import MRACNN
+
     manifest = writer.read_manifest(records_dir)
-    img = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
-    tok = keras.Input((MAX_LEN,), dtype="int32", name="tokens")
-    x = keras.layers.Conv2D(4, 3, strides=4)(img / 255.0)
-    logits = keras.layers.Reshape((144,))(keras.layers.Conv2D(1, 1)(x))
-    att = keras.layers.Reshape((1, 12, 12))(keras.layers.Softmax()(logits))
-    e = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(manifest["vocab_size"], 4)(tok))
-    h = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(x), e])
-    dist = keras.layers.Dense(10, activation="softmax")(h)
-    return keras.Model({"image": img, "tokens": tok}, {"distribution": dist, "attention": att})
+    return MRACNN(
+        vocab_size=manifest["vocab_size"], num_bins=manifest["score_scale"]["num_bins"], backbone="tiny",
+        image_size=IMAGE_SIZE, max_len=MAX_LEN, variant=variant, recurrences=2, lstm_units=8, attention_units=8,
+        embedding_dim=8, num_filters=4, mfb_k=2, mfb_o=4,
+    )
 
 
 def tiny_cfan(records_dir: str):

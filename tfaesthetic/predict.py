@@ -1,0 +1,317 @@
+"""`python -m tfaesthetic.predict`: image files (+ comments, user) -> scores, pictures.
+
+Usage:
+
+    python -m tfaesthetic.predict --export_dir export/mracnn photo1.jpg photo2.png \\
+        --comments "lovely light, sharp" --comments "" --out_dir predictions
+    python -m tfaesthetic.predict --run_dir runs/cfan photo.jpg --user alice
+    python -m tfaesthetic.predict --model runs/x/model.keras --records records/demo photo.jpg
+
+The model comes from an export (`--export_dir`: a version directory or a model
+directory, the highest version is used; only TensorFlow is needed to run it), a
+`.keras` file (`--model`, with `--records` for the vocabulary, id maps and score
+scale) or a training run directory (`--run_dir`: its `.keras` model and the records
+named in its `config.json`). Both kinds answer through the same serving code
+(`tfaesthetic.export.ServingFunctions`), so they agree.
+
+`--comments` and `--image_id` are given once (used for every image) or once per
+image; `--user` is one user id for all images (CFAN; unknown or absent -> the
+user-agnostic fallback). Writes into `--out_dir`:
+
+- `predictions.json`: per image the mean score, distribution and good/bad label
+  (MRACNN), or the personalised `user_rating`, `agnostic_rating` and good/bad label
+  (CFAN), plus the paths of its pictures; an image that cannot be read or decoded
+  gets an `error` entry instead (the run goes on; the exit status is 1);
+- `<i>_<name>_attention.png`: the image and each attention map over it, side by side
+  (`panel_size` px squares; MRACNN's T glimpse maps, CFAN's user map);
+- `<i>_<name>_distribution.png`: a bar plot of the predicted score distribution
+  (480 x 320 px; models that predict a distribution).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "SavedModel export (version or model directory).")
+_MODEL = flags.DEFINE_string("model", None, "A .keras model file (needs --records).")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A training run directory (.keras model + config.json).")
+_RECORDS = flags.DEFINE_string("records", None, "Records directory of the model (vocab.txt, users.tsv, manifest).")
+_COMMENTS = flags.DEFINE_multi_string("comments", [], "Comments of an image (all in one string); once, or once per image.")
+_USER = flags.DEFINE_string("user", "", "User id (users.tsv) for the personalised rating (CFAN).")
+_IMAGE_ID = flags.DEFINE_multi_string("image_id", [], "Image id (images.tsv) for CFAN; default: the file name stem.")
+_OUT_DIR = flags.DEFINE_string("out_dir", "predictions", "Where predictions.json and the PNGs go.")
+_PANEL_SIZE = flags.DEFINE_integer("panel_size", 224, "Side in pixels of each attention overlay panel.")
+
+
+class Predictor:
+    """Raw inputs -> named outputs, from an export or from a Keras model.
+
+    Args:
+        fn: a callable taking the raw inputs by name (string tensors `[B]`).
+        input_names: the raw input names (`image_bytes`, `comments`, `user_id`, `image_id`).
+        score_scale: `{"values": [...], "threshold": t}` of the records.
+        source: a description of where the model came from.
+    """
+
+    def __init__(self, fn, input_names: Sequence[str], score_scale: dict, source: str):
+        self.fn = fn
+        self.input_names = tuple(input_names)
+        self.score_scale = score_scale
+        self.source = source
+
+    def __call__(self, **raw) -> dict:
+        import tensorflow as tf
+
+        tensors = {k: tf.constant(np.array(v, dtype=object), tf.string) for k, v in raw.items() if k in self.input_names}
+        return {k: np.asarray(v) for k, v in self.fn(**tensors).items()}
+
+
+def _find_keras_model(run_dir: str) -> str:
+    for name in ("model.keras", "final.keras", "best.keras"):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            return path
+    found = sorted(glob.glob(os.path.join(run_dir, "**", "*.keras"), recursive=True), key=os.path.getmtime)
+    if not found:
+        raise FileNotFoundError(f"Expected a .keras model in the run directory. Received: run_dir={run_dir!r} (none found)")
+    return found[-1]
+
+
+def _records_of_run(run_dir: str) -> Optional[str]:
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    return (config.get("data") or {}).get("records_dir") or None
+
+
+def _register_custom_objects():
+    """Imports the modules that register tfaesthetic's Keras classes (for `.keras` loading)."""
+    import importlib
+
+    for name in ("tfaesthetic.layers", "tfaesthetic.losses", "tfaesthetic.models", "tfaesthetic.models.mracnn",
+                 "tfaesthetic.models.cfan", "tfaesthetic.models.bpr"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+
+
+def load_predictor(*, export_dir=None, model=None, run_dir=None, records_dir=None) -> Predictor:
+    """Builds a `Predictor` from exactly one of `export_dir`, `model` or `run_dir`.
+
+    Args:
+        export_dir: a SavedModel version directory or model directory (highest version).
+        model: a `keras.Model` or the path of a `.keras` file; needs `records_dir`.
+        run_dir: a training run directory; its `.keras` model and the records named in
+            its `config.json` (unless `records_dir` is given).
+        records_dir: the records the model was trained on.
+    """
+    given = [n for n, v in (("export_dir", export_dir), ("model", model), ("run_dir", run_dir)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"Expected exactly one of export_dir, model, run_dir. Received: {given or 'none'}")
+    if export_dir is not None:
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (ops of the serving graph)
+
+        from tfaesthetic import export
+
+        version_dir = export.latest_version_dir(export_dir)
+        sidecar_path = os.path.join(version_dir, export.SIDECAR)
+        if not os.path.exists(sidecar_path):
+            raise FileNotFoundError(f"Expected a tfaesthetic export with {export.SIDECAR}. Received: {version_dir!r}")
+        with open(sidecar_path, encoding="utf-8") as f:
+            sidecar = json.load(f)
+        loaded = tf.saved_model.load(version_dir)
+        signature = loaded.signatures[export.RAW_SIGNATURE]
+        names = list(signature.structured_input_signature[1])
+
+        def fn(**tensors):
+            return signature(**tensors)
+
+        fn.loaded = loaded  # keep the SavedModel alive
+        return Predictor(fn, names, sidecar["score_scale"], source=version_dir)
+
+    import keras
+
+    from tfaesthetic import export
+
+    if run_dir is not None:
+        model = _find_keras_model(run_dir)
+        records_dir = records_dir or _records_of_run(run_dir)
+    if records_dir is None:
+        raise ValueError(
+            "A Keras model needs the records it was trained on (vocab.txt, users.tsv, manifest.json). "
+            "Received: records_dir=None (pass --records, or a run_dir whose config.json names data.records_dir)"
+        )
+    source = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str):
+        _register_custom_objects()
+        model = keras.saving.load_model(model)
+    fns = export.ServingFunctions(model, records_dir)
+    return Predictor(fns, [s.name for s in fns.raw_signature], fns.scale.to_json(), source=str(source))
+
+
+def _per_image(values, n: int, name: str, default):
+    values = list(values or [])
+    if not values:
+        return [default(i) for i in range(n)] if callable(default) else [default] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"Expected --{name} once or once per image ({n}). Received: {len(values)} values")
+    return values
+
+
+def predict(
+    image_paths: Sequence[str],
+    *,
+    out_dir: str,
+    comments: Optional[Sequence[str]] = None,
+    user: str = "",
+    image_ids: Optional[Sequence[str]] = None,
+    predictor: Optional[Predictor] = None,
+    export_dir=None,
+    model=None,
+    run_dir=None,
+    records_dir=None,
+    panel_size: int = 224,
+) -> dict:
+    """Predicts every image, writes `predictions.json` and the PNGs into `out_dir`.
+
+    Args:
+        image_paths: image files.
+        out_dir: output directory (created).
+        comments: comment strings, one for all images or one per image.
+        user: a user id for the personalised rating (CFAN).
+        image_ids: image ids (CFAN image embedding), one for all or one per image;
+            default: each file's name without extension.
+        predictor: a ready `Predictor`; otherwise one is loaded from `export_dir`,
+            `model` or `run_dir` (+ `records_dir`).
+        panel_size: side of each attention overlay panel in pixels.
+
+    Returns:
+        The content of `predictions.json`.
+    """
+    from tfaesthetic import visualize
+
+    image_paths = list(image_paths)
+    if not image_paths:
+        raise ValueError("Expected at least one image file. Received: none")
+    if predictor is None:
+        predictor = load_predictor(export_dir=export_dir, model=model, run_dir=run_dir, records_dir=records_dir)
+    n = len(image_paths)
+    comments = _per_image(comments, n, "comments", "")
+    image_ids = _per_image(image_ids, n, "image_id", lambda i: os.path.splitext(os.path.basename(image_paths[i]))[0])
+    os.makedirs(out_dir, exist_ok=True)
+    values = [float(v) for v in predictor.score_scale["values"]]
+    threshold = float(predictor.score_scale["threshold"])
+    results = []
+    for i, path in enumerate(image_paths):
+        entry = {"image": path}
+        if "comments" in predictor.input_names:
+            entry["comments"] = comments[i]
+        if "user_id" in predictor.input_names:
+            entry["user"] = user
+        if "image_id" in predictor.input_names:
+            entry["image_id"] = image_ids[i]
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            raw = {"image_bytes": [data], "comments": [comments[i]], "user_id": [user], "image_id": [image_ids[i]]}
+            out = predictor(**raw)
+        except Exception as e:  # noqa: BLE001  (reported per image, the others still run)
+            import tensorflow as tf
+
+            if not isinstance(e, (OSError, tf.errors.InvalidArgumentError)):
+                raise
+            lines = [line.strip() for line in str(getattr(e, "message", e)).splitlines() if line.strip()]
+            named = [line for line in lines if "image_bytes" in line]
+            entry["error"] = f"{type(e).__name__}: {(named or lines or [''])[0][:500]}"
+            logging.error("%s: %s", path, entry["error"])
+            results.append(entry)
+            continue
+        stem = f"{i:03d}_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.splitext(os.path.basename(path))[0])
+        if "distribution" in out:
+            dist = out["distribution"][0]
+            entry["distribution"] = [round(float(p), 6) for p in dist]
+            entry["mean_score"] = float(out["mean_score"][0])
+        if "user_rating" in out:
+            entry["user_rating"] = float(out["user_rating"][0])
+            if "known_user" in out:
+                entry["known_user"] = bool(out["known_user"][0])
+        if "agnostic_rating" in out:
+            entry["agnostic_rating"] = float(out["agnostic_rating"][0])
+        if "tag" in out:
+            entry["tag_probabilities"] = [round(float(p), 6) for p in out["tag"][0]]
+        if "label" in out:
+            entry["label"] = "good" if int(out["label"][0]) == 1 else "bad"
+        if "attention" in out:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                pixels = np.asarray(im.convert("RGB"))
+            overlay = os.path.join(out_dir, stem + "_attention.png")
+            visualize.save_attention_overlay(overlay, pixels, out["attention"][0], panel_size=panel_size)
+            entry["attention_png"] = overlay
+        if "distribution" in out:
+            plot = os.path.join(out_dir, stem + "_distribution.png")
+            visualize.save_distribution_plot(
+                plot, out["distribution"][0], values, mean_score=entry["mean_score"], threshold=threshold,
+                title=os.path.basename(path),
+            )
+            entry["distribution_png"] = plot
+        results.append(entry)
+    report = {"model": predictor.source, "score_scale": {"values": values, "threshold": threshold}, "predictions": results}
+    with open(os.path.join(out_dir, "predictions.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+def main(argv):
+    image_paths = argv[1:]
+    report = predict(
+        image_paths,
+        out_dir=_OUT_DIR.value,
+        comments=_COMMENTS.value,
+        user=_USER.value,
+        image_ids=_IMAGE_ID.value,
+        export_dir=_EXPORT_DIR.value,
+        model=_MODEL.value,
+        run_dir=_RUN_DIR.value,
+        records_dir=_RECORDS.value,
+        panel_size=_PANEL_SIZE.value,
+    )
+    for entry in report["predictions"]:
+        if "error" in entry:
+            print(f"{entry['image']}: ERROR {entry['error']}")
+            continue
+        parts = []
+        if "mean_score" in entry:
+            parts.append(f"mean {entry['mean_score']:.3f}")
+        if "user_rating" in entry:
+            parts.append(f"user {entry['user_rating']:.3f}{'' if entry.get('known_user', True) else ' (unknown user: agnostic)'}")
+        if "agnostic_rating" in entry:
+            parts.append(f"agnostic {entry['agnostic_rating']:.3f}")
+        if "label" in entry:
+            parts.append(entry["label"])
+        print(f"{entry['image']}: " + ", ".join(parts))
+    print(f"Wrote {os.path.join(_OUT_DIR.value, 'predictions.json')}")
+    return 1 if any("error" in e for e in report["predictions"]) else 0
+
+
+if __name__ == "__main__":
+    app.run(main)
