@@ -266,7 +266,7 @@ MODELS = ("mracnn", "cfan", "bpr", "vbpr")
 #: Variants per model (rows of seed 003 Tables I-III and seed 000 Table 2 / Fig. 6).
 VARIANTS = {
     "mracnn": ("full", "text_only", "vision_only", "no_attention"),
-    "cfan": ("cfan_3task", "cfan_2task", "cfan_1task", "cfn_1task", "cfn_pure"),
+    "cfan": ("cfan_3task", "cfan_2task", "cfan_1task", "cfn_1task", "cfn_pure_2task"),
     "bpr": ("bpr",),
     "vbpr": ("vbpr",),
 }
@@ -286,7 +286,7 @@ _FEATURES = {
     ("cfan", "cfan_2task"): ("image", "image_index", "user_index", "review"),
     ("cfan", "cfan_1task"): ("image", "image_index", "user_index", "review"),
     ("cfan", "cfn_1task"): ("image", "image_index", "user_index"),
-    ("cfan", "cfn_pure"): ("image_index", "user_index"),
+    ("cfan", "cfn_pure_2task"): ("image_index", "user_index"),
     ("bpr", "bpr"): ("image_index", "user_index"),
     ("vbpr", "vbpr"): ("image", "image_index", "user_index"),
 }
@@ -590,7 +590,7 @@ def _cfan_3task_ava():
 @register_experiment("cfn_pure_ava")
 def _cfn_pure_ava():
     config = _cfan_3task_ava()
-    config.model.variant = "cfn_pure"
+    config.model.variant = "cfn_pure_2task"
     config.model.weights = None
     return config
 

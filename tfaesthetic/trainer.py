@@ -1,0 +1,837 @@
+"""Training and evaluation of one experiment: `train_and_evaluate(config, run_dir)`.
+
+One call does the whole job the `python -m tfaesthetic.train` CLI promises:
+
+1. resolves and validates the config against the records' manifest (before any
+   training), writes it to `run_dir/config.json`;
+2. creates the distribution strategy once ("default", "mirrored", "multi_worker");
+3. builds the datasets outside the strategy scope with the global batch size, and
+   the model (sizes from the manifest) and its optimizer inside it;
+4. trains with `Model.fit` (or, under `MultiWorkerMirroredStrategy`, whose `fit`
+   Keras 3 does not support - keras-team/keras#20585 - with the custom distributed
+   loop of `tfaesthetic.distributed`), with TensorBoard logs, a progress bar, the
+   papers' learning-rate schedules, early stopping on the validation loss and an
+   epoch checkpoint that makes the run resumable;
+5. evaluates the best epoch's weights on the test split with the metrics modules
+   and writes `run_dir/metrics.json` (+ a readable `metrics.txt`);
+6. exports a SavedModel for TF Serving (chief only).
+
+Run directory layout:
+
+    run_dir/config.json              resolved config (written at start)
+    run_dir/checkpoints/state.json   completed epochs, history, best epoch, patience
+    run_dir/checkpoints/epoch-NNNN.weights.h5   last completed epoch (model + optimizer)
+    run_dir/checkpoints/best.weights.h5         lowest validation loss so far
+    run_dir/logs/                    TensorBoard
+    run_dir/model.keras              the final (best) model
+    run_dir/metrics.json, metrics.txt   test-split evaluation
+    <export_dir>/<model>/<version>/  SavedModel (export_dir defaults to run_dir/export)
+
+Resume: every checkpoint file is written under a temporary name and renamed, and
+`state.json` (which names the weights file) is replaced last, so a run killed at any
+point restarts, with the same `run_dir`, from its last completed epoch - with the
+optimizer state, the learning-rate schedule position and the early-stopping patience
+counter restored - and stops at the configured number of epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfaesthetic import config as config_lib
+
+STATE_FILE = "state.json"
+BEST_WEIGHTS = "best.weights.h5"
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+METRICS_TABLE = "metrics.txt"
+
+
+# ---------------------------------------------------------------------------------------
+# Devices and strategies.
+
+
+def configure_logical_devices(num_cpu_devices: int) -> None:
+    """Splits the host CPU into `num_cpu_devices` logical devices.
+
+    Must run before TensorFlow initialises its devices (i.e. before the first op).
+
+    Args:
+        num_cpu_devices: number of logical CPU devices (> 1 to have any effect).
+
+    Raises:
+        RuntimeError: the devices were already initialised with another count.
+    """
+    if num_cpu_devices <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_cpu_devices)]
+        )
+    except RuntimeError as e:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != num_cpu_devices:
+            raise RuntimeError(
+                f"Cannot split the CPU into {num_cpu_devices} logical devices: TensorFlow already "
+                f"initialised {have}. Configure the devices before any TensorFlow op. ({e})"
+            ) from e
+
+
+def create_strategy(runtime: config_lib.RuntimeConfig) -> tf.distribute.Strategy:
+    """Creates the distribution strategy named by `runtime.strategy`.
+
+    Args:
+        runtime: "default" gives the default (single-device) strategy; "mirrored" a
+            `MirroredStrategy` over all local GPUs, or over the logical CPU devices
+            when there is no GPU and `num_logical_cpu_devices > 1`; "multi_worker" a
+            `MultiWorkerMirroredStrategy` configured from `TF_CONFIG`.
+
+    Returns:
+        The strategy.
+    """
+    if runtime.strategy == "default":
+        return tf.distribute.get_strategy()
+    if runtime.strategy == "mirrored":
+        configure_logical_devices(runtime.num_logical_cpu_devices)
+        if not tf.config.list_logical_devices("GPU") and runtime.num_logical_cpu_devices > 1:
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+            return tf.distribute.MirroredStrategy(devices=devices)
+        return tf.distribute.MirroredStrategy()
+    if runtime.strategy == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise config_lib.ConfigError(
+        f"Unknown strategy. Expected one of {config_lib.STRATEGIES}. Received: --strategy={runtime.strategy}"
+    )
+
+
+def is_multi_worker(strategy) -> bool:
+    """Whether `strategy` spans several workers (needs the custom training loop)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes checkpoints, logs, metrics and the export.
+
+    The chief is the `chief` task, or worker 0 when the cluster has no chief; every
+    process is the chief of a single-worker strategy.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not is_multi_worker(strategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type is None:
+        return True
+    if task_type == "chief":
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+# ---------------------------------------------------------------------------------------
+# Optimisation.
+
+
+def learning_rate_at_epoch(trainer: config_lib.TrainerConfig, epoch: int) -> float:
+    """Learning rate of an epoch under the "step_epochs" schedule (else the base rate).
+
+    Seed 003 §IV-B: 1e-3 divided by 10 every 10 epochs, i.e.
+    `lr * decay_rate ** (epoch // decay_every)` with 0-based epochs.
+    """
+    if trainer.schedule != "step_epochs":
+        return float(trainer.learning_rate)
+    return float(trainer.learning_rate * trainer.decay_rate ** (epoch // trainer.decay_every))
+
+
+def make_optimizer(trainer: config_lib.TrainerConfig) -> keras.optimizers.Optimizer:
+    """The optimizer and learning-rate schedule of `trainer`.
+
+    "exponential_steps" is a staircase `ExponentialDecay` on the optimizer's step
+    counter (seed 000: 0.005 × 0.99 every 1000 steps), so it resumes with the
+    restored `optimizer.iterations`; "step_epochs" starts at the base rate and is set
+    per epoch by the training loop (`learning_rate_at_epoch`).
+    """
+    if trainer.schedule == "exponential_steps":
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            trainer.learning_rate, decay_steps=trainer.decay_every, decay_rate=trainer.decay_rate, staircase=True
+        )
+    else:
+        lr = float(trainer.learning_rate)
+    if trainer.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=trainer.beta_1, beta_2=trainer.beta_2)
+    if trainer.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=trainer.momentum)
+    raise config_lib.ConfigError(
+        f"Unknown optimizer. Expected one of {config_lib.OPTIMIZERS}. Received: --optimizer={trainer.optimizer}"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Models and their losses.
+
+
+class Task:
+    """How to build, train and evaluate one model family.
+
+    Attributes:
+        config: the resolved experiment config.
+        manifest: the records' manifest.
+    """
+
+    def __init__(self, config: config_lib.ExperimentConfig, manifest: dict):
+        self.config = config
+        self.manifest = manifest
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest.get("vocab_size", 0))
+
+    @property
+    def num_bins(self) -> int:
+        return int(self.manifest["score_scale"]["num_bins"])
+
+    def vectors(self) -> Optional[np.ndarray]:
+        """The word-vector matrix for the vocabulary, or None without `--embeddings`."""
+        path = self.config.model.embeddings
+        if not path:
+            return None
+        from tfaesthetic.layers.vectors import load_vectors
+
+        words = _read_vocabulary_words(self.config.data.records_dir)
+        matrix, report = load_vectors(path, words)
+        print(f"Word vectors from {path}: {report}")
+        return matrix
+
+    def build_model(self) -> keras.Model:
+        raise NotImplementedError
+
+    def losses(self, model) -> tuple[dict, dict]:
+        """(losses by output name, loss weights by output name)."""
+        if hasattr(model, "default_losses"):
+            losses = model.default_losses()
+            weights = model.default_loss_weights() if hasattr(model, "default_loss_weights") else {}
+            return losses, {k: float(weights.get(k, 1.0)) for k in losses}
+        raise NotImplementedError
+
+    def batch_fn(self, model):
+        """`fn(features, labels) -> (features, labels)` for `Dataset.map`.
+
+        Keeps the features the model reads and the labels its losses use; outputs
+        without a loss (`attention`) get a zero placeholder label.
+        """
+        if hasattr(model, "prepare_batch"):
+            return model.prepare_batch
+        input_keys = tuple(_input_keys(model))
+        loss_keys = tuple(self.losses(model)[0])
+        output_keys = tuple(model.output.keys()) if isinstance(model.output, dict) else loss_keys
+
+        def fn(features, labels):
+            labels = dict(labels)
+            targets = {k: labels[k] for k in loss_keys}
+            batch = tf.shape(labels[loss_keys[0]])[0]
+            for k in output_keys:
+                if k not in targets:
+                    targets[k] = tf.zeros([batch], tf.float32)
+            return {k: features[k] for k in input_keys}, targets
+
+        return fn
+
+    def evaluate(self, model, split: str) -> tuple[dict, str]:
+        """Metrics dict and readable table of `model` on a records split."""
+        raise NotImplementedError
+
+
+def _input_keys(model):
+    keys = getattr(model, "input_keys", None)
+    if keys:
+        return keys
+    return tuple(model.input.keys()) if isinstance(model.input, dict) else tuple(model.input_names)
+
+
+def _read_vocabulary_words(records_dir: str) -> list:
+    from tfaesthetic.records import writer
+
+    path = os.path.join(records_dir, writer.VOCAB_FILE)
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def _read_tag_names(records_dir: str) -> Optional[list]:
+    from tfaesthetic.records import writer
+
+    path = os.path.join(records_dir, writer.TAGS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    if rows and rows[0][0] in ("index", "id", "tag_id"):  # header line
+        rows = rows[1:]
+    return [row[-1] for row in rows]
+
+
+class MRACNNTask(Task):
+    """MRACNN: score distribution, EMD loss (r = 2), seed 003 metrics."""
+
+    def build_model(self):
+        from tfaesthetic.models.mracnn import MRACNN
+
+        m, d = self.config.model, self.config.data
+        kwargs = dict(
+            vocab_size=self.vocab_size,
+            num_bins=self.num_bins,
+            backbone=m.backbone,
+            backbone_weights=m.weights or None,
+            trainable_backbone=m.trainable_backbone,
+            image_size=d.image_size,
+            max_len=d.max_len,
+            variant=m.variant,
+        )
+        vectors = self.vectors()
+        if vectors is not None:
+            kwargs["embedding_matrix"] = vectors
+        kwargs.update(m.params)
+        return MRACNN(**kwargs)
+
+    def losses(self, model):
+        if hasattr(model, "default_losses"):
+            return super().losses(model)
+        from tfaesthetic.losses.emd import EMD
+
+        return {"distribution": EMD(r=2)}, {"distribution": 1.0}
+
+    def evaluate(self, model, split):
+        from tfaesthetic import data
+        from tfaesthetic.metrics import evaluation
+
+        dataset = data.build_dataset(self.config.data, False, split=split, include_metadata=True)
+        keys = tuple(_input_keys(model))
+        dataset = dataset.map(lambda f, y, meta: ({k: f[k] for k in keys}, y, meta))
+        results = evaluation.evaluate_model(
+            model,
+            dataset,
+            scale=self.manifest["score_scale"],
+            tag_names=_read_tag_names(self.config.data.records_dir),
+        )
+        table = evaluation.format_table(results, title=f"MRACNN ({self.config.model.variant}) on {split}")
+        return results, table
+
+
+class ReviewTask(Task):
+    """CFAN / BPR / VBPR: one example per review, ranking metrics (seed 000 §4)."""
+
+    def build_model(self):
+        m, d = self.config.model, self.config.data
+        uses_images = config_lib.uses_images(m)
+        image_kwargs = dict(
+            backbone=m.backbone,
+            backbone_weights=m.weights or None,
+            backbone_trainable=m.trainable_backbone,
+            image_size=d.image_size if uses_images else None,
+        )
+        if m.name == "cfan":
+            from tfaesthetic.models.cfan import CFAN
+
+            kwargs = dict(image_kwargs, variant=m.variant, max_len=d.max_len)
+            vectors = self.vectors()
+            if vectors is not None:
+                kwargs["review_vectors"] = vectors
+                kwargs["embedding_dim"] = int(vectors.shape[1])
+                kwargs["freeze_embeddings"] = True
+            kwargs.update(m.params)
+            return CFAN.from_manifest(self.manifest, **kwargs)
+        from tfaesthetic.models import bpr
+
+        cls = bpr.BPR if m.name == "bpr" else bpr.VBPR
+        kwargs = {} if m.name == "bpr" else dict(image_kwargs)
+        kwargs.update(m.params)
+        return cls.from_manifest(self.manifest, **kwargs)
+
+    def evaluate(self, model, split):
+        from tfaesthetic import data
+        from tfaesthetic.metrics import ranking
+
+        dataset = data.build_dataset(self.config.data, False, split=split)
+        results = ranking.evaluate_ranking(
+            model,
+            dataset,
+            num_users=int(self.manifest["num_users"]),
+            num_train_images=int(self.manifest.get("num_train_images", self.manifest.get("num_images"))),
+        )
+        return results, format_ranking_table(results, title=f"{self.config.model.variant} on {split}")
+
+
+def format_ranking_table(results: dict, title: str = "") -> str:
+    """A readable table of `evaluate_ranking` results: overall rows, then per tag."""
+    lines = [title, ""] if title else []
+    lines += ["| metric | value |", "|---|---:|"]
+    for key, value in results.items():
+        if isinstance(value, dict):
+            continue
+        lines.append(f"| {key} | {_fmt(value)} |")
+    per_tag = results.get("agnostic_accuracy_per_tag") or {}
+    if per_tag:
+        lines += ["", "| tag | user-agnostic accuracy |", "|---|---:|"]
+        for tag, value in per_tag.items():
+            lines.append(f"| {tag} | {_fmt(value)} |")
+    return "\n".join(lines)
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return "n/a" if np.isnan(value) else f"{value:.4f}"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def make_task(config: config_lib.ExperimentConfig, manifest: dict) -> Task:
+    """The `Task` of the config's model."""
+    return MRACNNTask(config, manifest) if config.model.name == "mracnn" else ReviewTask(config, manifest)
+
+
+# ---------------------------------------------------------------------------------------
+# Datasets.
+
+
+def num_split_examples(manifest: dict, split: str) -> int:
+    """Images in a split according to the manifest."""
+    return int((manifest.get("splits") or {}).get(split, 0))
+
+
+def build_datasets(config, task: Task, model, *, input_context=None) -> tuple:
+    """(train, val or None) datasets of `(features, labels)` for `model`, global batch size.
+
+    Call outside the strategy scope (the model only names the inputs and outputs).
+    """
+    from tfaesthetic import data
+
+    fn = task.batch_fn(model)
+
+    def prepare(ds):
+        return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+
+    train = prepare(data.build_dataset(config.data, True, split="train", input_context=input_context))
+    val = None
+    if num_split_examples(task.manifest, "val"):
+        val = prepare(data.build_dataset(config.data, False, split="val", input_context=input_context))
+    return train, val
+
+
+# ---------------------------------------------------------------------------------------
+# Resumable run state: epoch checkpoint, history, best epoch, early stopping.
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_save_weights(model, path: str) -> None:
+    # Keras wants the ".weights.h5" suffix: write "<dir>/tmp-<pid>-<name>", then rename.
+    tmp = os.path.join(os.path.dirname(path), f"tmp-{os.getpid()}-{os.path.basename(path)}")
+    model.save_weights(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+class RunState:
+    """The resumable part of a run, kept in `<checkpoint_dir>/state.json`.
+
+    Attributes:
+        checkpoint_dir: where the state and the weight files live.
+        epoch: number of completed epochs.
+        weights: file name (in `checkpoint_dir`) of the last completed epoch's weights.
+        history: per-epoch logs, `{"loss": [...], "val_loss": [...], ...}`.
+        epochs_run: the 0-based epoch indices trained, in order, by every process
+            that worked on this run (shows a resume continued instead of restarting).
+        best_value: lowest monitored value so far (validation loss, or the training
+            loss without a validation split).
+        best_epoch: its 0-based epoch, -1 before the first epoch.
+        wait: epochs since the last improvement (early stopping).
+        stopped_early: early stopping ended the run.
+        completed: training finished (all epochs, or stopped early).
+    """
+
+    def __init__(self, checkpoint_dir: str, *, patience: int = 5, write: bool = True):
+        self.checkpoint_dir = checkpoint_dir
+        self.patience = patience
+        self.write = write
+        self.epoch = 0
+        self.weights = ""
+        self.history: dict = {}
+        self.epochs_run: list = []
+        self.best_value = float("inf")
+        self.best_epoch = -1
+        self.wait = 0
+        self.stopped_early = False
+        self.completed = False
+        os.makedirs(checkpoint_dir, exist_ok=True)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.checkpoint_dir, STATE_FILE)
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def load(self) -> "RunState":
+        with open(self.path, encoding="utf-8") as f:
+            d = json.load(f)
+        for key in ("epoch", "weights", "history", "epochs_run", "best_epoch", "wait", "stopped_early", "completed"):
+            setattr(self, key, d[key])
+        self.best_value = float("inf") if d["best_value"] is None else float(d["best_value"])
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "weights": self.weights,
+            "history": self.history,
+            "epochs_run": self.epochs_run,
+            "best_value": None if not np.isfinite(self.best_value) else self.best_value,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_early": self.stopped_early,
+            "completed": self.completed,
+        }
+
+    def save(self) -> None:
+        if self.write:
+            _atomic_write_text(self.path, json.dumps(self.to_dict(), indent=1))
+
+    def restore_weights(self, model) -> None:
+        """Loads the last completed epoch's weights (model + optimizer) into `model`."""
+        model.load_weights(os.path.join(self.checkpoint_dir, self.weights))
+
+    def end_epoch(self, model, epoch: int, logs: dict, monitor: str) -> bool:
+        """Records a completed epoch and writes the checkpoint; returns True to stop.
+
+        Order of writes: best weights, epoch weights, then `state.json` (the commit
+        point); the previous epoch's weights file is removed only afterwards.
+        """
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        self.epochs_run.append(int(epoch))
+        value = logs.get(monitor, logs.get("loss", float("nan")))
+        if np.isfinite(value) and value < self.best_value:
+            self.best_value, self.best_epoch, self.wait = float(value), int(epoch), 0
+            if self.write:
+                _atomic_save_weights(model, os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
+        else:
+            self.wait += 1
+        self.stopped_early = bool(self.patience and self.wait >= self.patience)
+        previous = self.weights
+        self.epoch = int(epoch) + 1
+        self.weights = f"epoch-{self.epoch:04d}.weights.h5"
+        if self.write:
+            _atomic_save_weights(model, os.path.join(self.checkpoint_dir, self.weights))
+        self.save()
+        if previous and previous != self.weights and self.write:
+            try:
+                os.remove(os.path.join(self.checkpoint_dir, previous))
+            except FileNotFoundError:
+                pass
+        return self.stopped_early
+
+    def finish(self) -> None:
+        self.completed = True
+        self.save()
+
+    def best_weights_path(self) -> Optional[str]:
+        path = os.path.join(self.checkpoint_dir, BEST_WEIGHTS)
+        return path if self.best_epoch >= 0 and os.path.exists(path) else None
+
+
+class RunStateCallback(keras.callbacks.Callback):
+    """Keras callback around `RunState`: step learning rate, checkpoint, early stopping.
+
+    Args:
+        state: the run state.
+        trainer: the trainer config (for the "step_epochs" schedule).
+        monitor: the logged value early stopping and the best checkpoint watch.
+    """
+
+    def __init__(self, state: RunState, trainer: config_lib.TrainerConfig, monitor: str):
+        super().__init__()
+        self.state = state
+        self.trainer = trainer
+        self.monitor = monitor
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.trainer.schedule == "step_epochs":
+            self.model.optimizer.learning_rate = learning_rate_at_epoch(self.trainer, epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if self.state.end_epoch(self.model, epoch, logs, self.monitor):
+            print(
+                f"\nEarly stopping: {self.monitor} has not improved for {self.state.wait} epochs "
+                f"(best {self.state.best_value:.4f} at epoch {self.state.best_epoch + 1})."
+            )
+            self.model.stop_training = True
+
+
+# ---------------------------------------------------------------------------------------
+# The experiment.
+
+
+def _read_manifest(records_dir: str) -> dict:
+    from tfaesthetic.records.writer import read_manifest
+
+    if not os.path.exists(os.path.join(records_dir, "manifest.json")):
+        raise config_lib.ConfigError(f"No manifest.json in the records directory. Received: --records={records_dir}")
+    return read_manifest(records_dir)
+
+
+def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
+    """Resolves and validates a config against its records; returns (config, manifest)."""
+    config_lib.validate(config, environ=environ)
+    config = config_lib.resolve(config)
+    manifest = _read_manifest(config.data.records_dir)
+    config_lib.validate(config, manifest=manifest, environ=environ)
+    return config, manifest
+
+
+def compile_model(model, task: Task, config: config_lib.ExperimentConfig) -> None:
+    """Compiles `model` with the task's losses and the trainer's optimizer (in scope)."""
+    losses, weights = task.losses(model)
+    model.compile(
+        optimizer=make_optimizer(config.trainer),
+        loss=losses,
+        loss_weights=weights,
+        jit_compile=bool(config.trainer.jit_compile),
+    )
+
+
+class TrainResult:
+    """What `train` returns.
+
+    Attributes:
+        model: the trained model (best epoch's weights when there was one), built
+            for the current process (outside any multi-worker strategy).
+        state: the run's `RunState`.
+        config: the resolved config.
+        manifest: the records' manifest.
+        strategy: the strategy it trained under.
+        chief: whether this process is the chief.
+        run_dir: the run directory (absolute).
+        work_dir: where this process wrote (the run directory, or a scratch
+            directory on non-chief workers, removed by `train_and_evaluate`).
+        seconds: wall time of the training.
+        task: the `Task` (model family: builds, evaluates).
+    """
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+
+def train(config: config_lib.ExperimentConfig, run_dir: str) -> TrainResult:
+    """Trains one experiment (the first half of `train_and_evaluate`).
+
+    Leaves the global dtype policy at "mixed_float16" when the config asks for mixed
+    precision (`train_and_evaluate` restores it).
+
+    Args:
+        config: the experiment config.
+        run_dir: the run directory; an existing run there is resumed.
+
+    Returns:
+        A `TrainResult`.
+    """
+    config, manifest = prepare_config(config)
+    # The strategy is created once, first (MultiWorkerMirroredStrategy must exist
+    # before other TensorFlow ops run).
+    strategy = create_strategy(config.runtime)
+    chief = is_chief(strategy)
+    run_dir = os.path.abspath(run_dir)
+    # Non-chief workers write their (identical) files to a scratch directory.
+    work_dir = run_dir if chief else tempfile.mkdtemp(prefix="tfaesthetic-worker-")
+    os.makedirs(work_dir, exist_ok=True)
+    if chief:
+        config_path = os.path.join(run_dir, "config.json")
+        _check_same_experiment(config, config_path)
+        config.save(config_path)
+    keras.utils.set_random_seed(config.runtime.seed)
+    if config.trainer.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    started = time.time()
+    task = make_task(config, manifest)
+    state = RunState(os.path.join(work_dir, "checkpoints"), patience=config.trainer.early_stopping_patience)
+    if is_multi_worker(strategy):
+        from tfaesthetic import distributed
+
+        model = distributed.train_multi_worker(config, task, strategy, state, work_dir, chief=chief)
+    else:
+        model = _train_with_fit(config, task, strategy, state, work_dir)
+    seconds = time.time() - started
+    best = state.best_weights_path()
+    if best:
+        model.load_weights(best)
+    return TrainResult(
+        model=model, state=state, config=config, manifest=manifest, strategy=strategy, chief=chief,
+        run_dir=run_dir, work_dir=work_dir, seconds=seconds, task=task,
+    )
+
+
+def train_and_evaluate(config: config_lib.ExperimentConfig, run_dir: str, *, export: bool = True) -> dict:
+    """Trains, evaluates on the test split and exports one experiment.
+
+    Args:
+        config: the experiment (`tfaesthetic.config.get_experiment(...)` plus overrides).
+        run_dir: the run directory; an existing run there is resumed from its last
+            completed epoch.
+        export: export a SavedModel at the end (chief only).
+
+    Returns:
+        The final metrics, also written to `run_dir/metrics.json`:
+        `{"test": <metrics of the test split>, "history": {...}, "epochs": n,
+        "best_epoch": i, "stopped_early": bool, "export": path or None, ...}`, plus
+        `"table"` (the readable metrics table, also in `run_dir/metrics.txt`).
+
+    Raises:
+        ConfigError: the config contradicts itself or its records (before training).
+    """
+    previous_policy = keras.config.dtype_policy()
+    result = None
+    try:
+        result = train(config, run_dir)
+        config, manifest, state, model = result.config, result.manifest, result.state, result.model
+        if num_split_examples(manifest, "test"):
+            results, table = result.task.evaluate(model, "test")
+        else:
+            results, table = {}, "(no test split)"
+        summary = {
+            "experiment": config.name,
+            "model": config.model.name,
+            "variant": config.model.variant,
+            "test": _json_safe(results),
+            "epochs": state.epoch,
+            "epochs_run": state.epochs_run,
+            "best_epoch": state.best_epoch,
+            "best_value": None if not np.isfinite(state.best_value) else state.best_value,
+            "stopped_early": state.stopped_early,
+            "history": state.history,
+            "train_seconds": round(result.seconds, 1),
+            "num_replicas": result.strategy.num_replicas_in_sync,
+            "run_dir": result.run_dir,
+            "logs": os.path.join(result.run_dir, "logs"),
+            "model_file": os.path.join(result.run_dir, MODEL_FILE),
+            "export": None,
+            "chief": result.chief,
+        }
+        if result.chief:
+            metrics_path = os.path.join(result.run_dir, METRICS_FILE)
+            _atomic_write_text(os.path.join(result.run_dir, METRICS_TABLE), table + "\n")
+            _atomic_write_text(metrics_path, json.dumps(summary, indent=2) + "\n")
+            model.save(os.path.join(result.run_dir, MODEL_FILE))
+            if export:
+                summary["export"] = _export(model, config, result.run_dir)
+                _atomic_write_text(metrics_path, json.dumps(summary, indent=2) + "\n")
+        summary["table"] = table
+        return summary
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        if result is not None and not result.chief:
+            shutil.rmtree(result.work_dir, ignore_errors=True)
+
+
+def _check_same_experiment(config, config_path):
+    """Refuses to resume a run directory that holds a different model."""
+    if not os.path.exists(config_path):
+        return
+    try:
+        old = config_lib.ExperimentConfig.load(config_path)
+    except (ValueError, OSError):
+        return
+    keys = (("model", "name"), ("model", "variant"), ("model", "backbone"), ("data", "image_size"))
+    for section, key in keys:
+        a, b = getattr(getattr(old, section), key), getattr(getattr(config, section), key)
+        if a != b:
+            flag = config_lib.FLAGS.get(f"{section}.{key}", f"{section}.{key}")
+            raise config_lib.ConfigError(
+                f"{config_path} was trained with {flag}={a}; cannot resume it with {flag}={b}. "
+                "Use another --run_dir."
+            )
+
+
+def _train_with_fit(config, task, strategy, state, work_dir):
+    with strategy.scope():
+        model = task.build_model()
+        compile_model(model, task, config)
+        if state.exists():
+            state.load()
+            model.optimizer.build(model.trainable_variables)
+            state.restore_weights(model)
+            print(f"Resuming {work_dir} after epoch {state.epoch} of {config.trainer.epochs}.")
+    train_ds, val_ds = build_datasets(config, task, model)
+    monitor = "val_loss" if val_ds is not None else "loss"
+    if state.completed or state.epoch >= config.trainer.epochs:
+        print(f"Training already complete in {work_dir} ({state.epoch} epochs).")
+    else:
+        callbacks = [
+            RunStateCallback(state, config.trainer, monitor),
+            keras.callbacks.TensorBoard(log_dir=os.path.join(work_dir, "logs")),
+        ]
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.trainer.epochs,
+            initial_epoch=state.epoch,
+            steps_per_epoch=config.trainer.steps_per_epoch,
+            validation_steps=config.trainer.validation_steps if val_ds is not None else None,
+            callbacks=callbacks,
+            verbose=config.trainer.verbose,
+        )
+    state.finish()
+    return model
+
+
+def _export(model, config, run_dir) -> Optional[str]:
+    from tfaesthetic import export
+
+    export_base = config.export_dir or os.path.join(run_dir, "export")
+    return export.export_model(model, config.data.records_dir, export_base, model_name=config.model.name)
+
+
+def _json_safe(obj: Any):
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def load_run_model(run_dir: str) -> keras.Model:
+    """The trained model of a run directory: `model.keras`, else config + weights.
+
+    Falls back to rebuilding the model from `config.json` and loading the best (or
+    the last completed epoch's) weights, for runs that were interrupted.
+    """
+    path = os.path.join(run_dir, MODEL_FILE)
+    if os.path.exists(path):
+        import tfaesthetic.models  # noqa: F401  (registers the custom objects)
+
+        return keras.saving.load_model(path)
+    config = config_lib.ExperimentConfig.load(os.path.join(run_dir, "config.json"))
+    manifest = _read_manifest(config.data.records_dir)
+    task = make_task(config, manifest)
+    model = task.build_model()
+    compile_model(model, task, config)
+    model.optimizer.build(model.trainable_variables)
+    state = RunState(os.path.join(run_dir, "checkpoints"), write=False)
+    if not state.exists():
+        raise FileNotFoundError(f"No {MODEL_FILE} and no checkpoint in the run directory. Received: {run_dir}")
+    state.load()
+    best = state.best_weights_path()
+    model.load_weights(best or os.path.join(state.checkpoint_dir, state.weights))
+    return model
