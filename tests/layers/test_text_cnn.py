@@ -1,8 +1,11 @@
 """TextCNN (seed 003 §III-B, Eq. 11 + max-over-time pooling) against a NumPy reference."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.test_case import TestCase
 from tfaesthetic.layers.text_cnn import TextCNN
@@ -146,6 +149,19 @@ class TextCNNTest(TestCase):
         layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=2)
         layer.set_embeddings(np.zeros((20, 4)), trainable=True)
         self.assertIn(layer.embedding.embeddings.path, [w.path for w in layer.trainable_weights])
+
+    def test_saved_model_any_length_and_jit(self):
+        inputs = keras.Input((None,), dtype="int32")
+        model = keras.Model(inputs, TextCNN(vocab_size=20, embedding_dim=4, num_filters=3)(inputs))
+        path = os.path.join(self.get_temp_dir(), "export")
+        model.export(path, verbose=False)
+        reloaded = tf.saved_model.load(path)
+        for length in (2, 12, 30):
+            tokens = np.random.default_rng(length).integers(0, 20, size=(3, length)).astype("int32")
+            expected = model.predict(tokens, verbose=0)
+            self.assertAllClose(reloaded.serve(tf.constant(tokens)), expected, atol=1e-5)
+        model.compile(jit_compile=True)
+        self.assertAllClose(model.predict(self._tokens(), verbose=0), model(self._tokens()), atol=1e-5)
 
     def test_bad_arguments(self):
         layer = TextCNN(vocab_size=20, embedding_dim=4)
