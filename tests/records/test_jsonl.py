@@ -146,7 +146,10 @@ _schema_like = st.fixed_dictionaries(
         "tags": st.one_of(st.lists(_any_text, max_size=3), _json_values),
         "split": st.one_of(st.sampled_from(["train", "val", "test", "dev"]), _json_values),
         "comments": st.one_of(
-            st.lists(st.one_of(_any_text, st.fixed_dictionaries({"text": _any_text}, optional={"user": _json_values})), max_size=3),
+            st.lists(
+                st.one_of(_any_text, st.fixed_dictionaries({"text": _any_text}, optional={"user": _json_values})),
+                max_size=3,
+            ),
             _json_values,
         ),
         "image_path": st.one_of(st.just("nope.jpg"), _json_values),

@@ -187,7 +187,8 @@ class CommentSource:
             self._by_id = self._read_table(path)
         else:
             raise ValueError(
-                "Expected a directory of <id>.txt files, a .json or a .csv/.tsv comments file. " f"Received: comments={path!r}"
+                "Expected a directory of <id>.txt files, a .json or a .csv/.tsv comments file. "
+                f"Received: comments={path!r}"
             )
         self._used = set()
 

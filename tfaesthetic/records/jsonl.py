@@ -103,7 +103,8 @@ def _as_votes(value):
         raise _LineError("wrong_type", f"Expected votes as a list of integers. Received: {type(value).__name__}")
     votes = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not (math.isfinite(v) and v.is_integer())):
+        whole = isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer())
+        if isinstance(v, bool) or not whole:
             raise _LineError("wrong_type", f"Expected whole-number vote counts. Received: {common._short(v)}")
         votes.append(int(v))
     return votes
@@ -267,7 +268,8 @@ def read_jsonl(
             rejections.reject(e.reason, source=path, record=number, image_id=image_id, detail=e.detail)
             continue
         except Exception as e:  # noqa: BLE001 -- per-record guard, reported not raised.
-            rejections.reject("unreadable_record", source=path, record=number, image_id=image_id, detail=f"{type(e).__name__}: {e}")
+            detail = f"{type(e).__name__}: {e}"
+            rejections.reject("unreadable_record", source=path, record=number, image_id=image_id, detail=detail)
             continue
         seen.add(image_id)
         kept.append((number, record))
