@@ -265,7 +265,7 @@ MODELS = ("mracnn", "cfan", "bpr", "vbpr")
 
 #: Variants per model (rows of seed 003 Tables I-III and seed 000 Table 2 / Fig. 6).
 VARIANTS = {
-    "mracnn": ("full", "text_only", "vision_only", "no_attention"),
+    "mracnn": ("full", "text_only", "vision_only", "no_attention", "backbone_only"),
     "cfan": ("cfan_3task", "cfan_2task", "cfan_1task", "cfn_1task", "cfn_pure_2task"),
     "bpr": ("bpr",),
     "vbpr": ("vbpr",),
@@ -282,6 +282,7 @@ _FEATURES = {
     ("mracnn", "no_attention"): ("image", "tokens"),
     ("mracnn", "text_only"): ("tokens",),
     ("mracnn", "vision_only"): ("image",),
+    ("mracnn", "backbone_only"): ("image",),
     ("cfan", "cfan_3task"): ("image", "image_index", "user_index", "review"),
     ("cfan", "cfan_2task"): ("image", "image_index", "user_index", "review"),
     ("cfan", "cfan_1task"): ("image", "image_index", "user_index", "review"),
@@ -507,7 +508,10 @@ def get_experiment(name: str) -> ExperimentConfig:
 DEMO_RECORDS_DIR = "demo_records"
 
 # The demo model is deliberately small: it trains in a couple of minutes on 2 CPU cores.
-_DEMO_MRACNN_PARAMS = dict(recurrences=2, lstm_layers=1)
+_DEMO_MRACNN_PARAMS = dict(
+    recurrences=2, lstm_layers=1, lstm_units=32, attention_units=32, embedding_dim=32, num_filters=16,
+    fusion="mfb", mfb_k=2, mfb_o=32,
+)
 
 
 @register_experiment("demo")
@@ -523,7 +527,10 @@ def _demo():
 def _demo_cfan():
     return ExperimentConfig(
         data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=48, global_batch_size=64, shuffle_buffer=2048),
-        model=ModelConfig(name="cfan", variant="cfan_3task", backbone="tiny"),
+        model=ModelConfig(
+            name="cfan", variant="cfan_3task", backbone="tiny",
+            params=dict(factor_dim=16, hidden_units=[16], embedding_dim=32, gru_units=16),
+        ),
         trainer=TrainerConfig(
             epochs=6, optimizer="adam", learning_rate=2e-3, schedule="exponential_steps", decay_rate=0.99, decay_every=1000
         ),

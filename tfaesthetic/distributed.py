@@ -174,9 +174,10 @@ def make_step_functions(strategy, model, losses: dict, weights: dict):
     return train_step, eval_step
 
 
-def _run_epoch(step, dataset, steps, progbar):
+def _run_epoch(step, dataset, steps, progbar, iterator=None):
+    """Runs `steps` steps (or one pass); `iterator` continues a repeated dataset."""
     total, count, done = 0.0, 0.0, 0
-    iterator = iter(dataset)
+    iterator = iter(dataset) if iterator is None else iterator
     while steps is None or done < steps:
         try:
             batch = next(iterator)
@@ -228,6 +229,10 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
         writers = {
             name: tf.summary.create_file_writer(os.path.join(work_dir, "logs", name)) for name in ("train", "validation")
         }
+    # With a fixed step count the (repeated) datasets are read by one iterator
+    # across epochs, as `Model.fit` does.
+    train_iterator = iter(dist_train) if train_cfg.steps_per_epoch else None
+    val_iterator = iter(dist_val) if dist_val is not None and train_cfg.validation_steps else None
     epoch = state.epoch
     while not state.completed and not state.stopped_early and epoch < train_cfg.epochs:
         if train_cfg.schedule == "step_epochs":
@@ -237,10 +242,10 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
             print(f"Epoch {epoch + 1}/{train_cfg.epochs}")
             progbar = keras.utils.Progbar(train_cfg.steps_per_epoch, verbose=train_cfg.verbose)
         started = time.time()
-        loss, steps = _run_epoch(train_step, dist_train, train_cfg.steps_per_epoch, progbar)
+        loss, steps = _run_epoch(train_step, dist_train, train_cfg.steps_per_epoch, progbar, train_iterator)
         logs = {"loss": loss}
         if dist_val is not None:
-            logs["val_loss"], _ = _run_epoch(eval_step, dist_val, train_cfg.validation_steps, None)
+            logs["val_loss"], _ = _run_epoch(eval_step, dist_val, train_cfg.validation_steps, None, val_iterator)
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         if chief:
             for name, writer in writers.items():

@@ -36,6 +36,7 @@ counter restored - and stops at the configured number of epochs.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -225,23 +226,15 @@ class Task:
     def batch_fn(self, model):
         """`fn(features, labels) -> (features, labels)` for `Dataset.map`.
 
-        Keeps the features the model reads and the labels its losses use; outputs
-        without a loss (`attention`) get a zero placeholder label.
+        Keeps the features the model reads (and, through the model's own
+        `prepare_batch` where it has one, the labels its losses and metrics use).
         """
         if hasattr(model, "prepare_batch"):
             return model.prepare_batch
         input_keys = tuple(_input_keys(model))
-        loss_keys = tuple(self.losses(model)[0])
-        output_keys = tuple(model.output.keys()) if isinstance(model.output, dict) else loss_keys
 
         def fn(features, labels):
-            labels = dict(labels)
-            targets = {k: labels[k] for k in loss_keys}
-            batch = tf.shape(labels[loss_keys[0]])[0]
-            for k in output_keys:
-                if k not in targets:
-                    targets[k] = tf.zeros([batch], tf.float32)
-            return {k: features[k] for k in input_keys}, targets
+            return {k: features[k] for k in input_keys}, labels
 
         return fn
 
@@ -295,11 +288,15 @@ class MRACNNTask(Task):
             max_len=d.max_len,
             variant=m.variant,
         )
+        kwargs.update(m.params)
         vectors = self.vectors()
         if vectors is not None:
-            kwargs["embedding_matrix"] = vectors
-        kwargs.update(m.params)
-        return MRACNN(**kwargs)
+            kwargs["embedding_dim"] = int(vectors.shape[1])
+        model = MRACNN(**kwargs)
+        if vectors is not None:
+            # Seed 003 §IV-B1: GloVe-initialised, frozen word embeddings.
+            model.initialize_embeddings(vectors, trainable=False)
+        return model
 
     def losses(self, model):
         if hasattr(model, "default_losses"):
@@ -420,9 +417,13 @@ def build_datasets(config, task: Task, model, *, input_context=None) -> tuple:
         return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
     train = prepare(data.build_dataset(config.data, True, split="train", input_context=input_context))
+    if config.trainer.steps_per_epoch:
+        train = train.repeat()  # epochs of a fixed step count continue through the data
     val = None
     if num_split_examples(task.manifest, "val"):
         val = prepare(data.build_dataset(config.data, False, split="val", input_context=input_context))
+        if config.trainer.validation_steps:
+            val = val.repeat()
     return train, val
 
 
@@ -609,11 +610,17 @@ def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
 def compile_model(model, task: Task, config: config_lib.ExperimentConfig) -> None:
     """Compiles `model` with the task's losses and the trainer's optimizer (in scope)."""
     losses, weights = task.losses(model)
+    kwargs = {}
+    if hasattr(model, "default_metrics"):
+        kwargs["metrics"] = model.default_metrics()
+    if "scale" in inspect.signature(model.compile).parameters:
+        kwargs["scale"] = task.manifest["score_scale"]  # MRACNN's distribution metrics
     model.compile(
         optimizer=make_optimizer(config.trainer),
         loss=losses,
         loss_weights=weights,
         jit_compile=bool(config.trainer.jit_compile),
+        **kwargs,
     )
 
 
