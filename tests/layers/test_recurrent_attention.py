@@ -125,7 +125,21 @@ class RecurrentAttentionTest(TestCase):
             np.testing.assert_allclose(np.asarray(glimpses), ref_glimpses, atol=1e-5, rtol=1e-4)
 
     def test_eq8_10_attention_matches_numpy(self):
-        """The attention maps are a softmax over locations (Eq. 9) and each glimpse is their weighted sum (Eq. 10)."""
+        """First glimpse from h_0 = 0: Eq. 8-10 alone, with the layer's own W2, b, N."""
+        features = self._features(batch=2, height=4, width=4, depth=3)
+        layer = RecurrentAttention(units=5, recurrences=1, attention_units=4, initial_state="zeros")
+        layer(features)
+        self._randomise(layer)
+        glimpses, maps = (np.asarray(t) for t in layer(features))
+        w = _named_weights(layer)
+        f = features.reshape(2, 16, 3).astype("float64")
+        e = np.tanh(f @ w["attention_w2"] + w["attention_b"]) @ w["attention_n"][:, 0]  # Eq. 8, W1 h_0 = 0
+        a = np.exp(e) / np.exp(e).sum(axis=1, keepdims=True)  # Eq. 9
+        x = np.einsum("bl,bld->bd", a, f)  # Eq. 10
+        np.testing.assert_allclose(maps.reshape(2, 16), a, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(glimpses, x, atol=1e-5, rtol=1e-4)
+
+    def test_eq9_10_maps_sum_to_one_and_glimpses_are_weighted_sums(self):
         features = self._features(batch=2, height=4, width=4, depth=3)
         layer = RecurrentAttention(units=5, recurrences=3, attention_units=4)
         glimpses, maps = (np.asarray(t) for t in layer(features))
