@@ -169,7 +169,9 @@ _lines = st.one_of(
 )
 
 
-@hypothesis.settings(max_examples=30, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.settings(
+    max_examples=30, deadline=None, database=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture]
+)
 @hypothesis.given(lines=st.lists(_lines, min_size=1, max_size=8))
 def test_every_line_is_a_record_or_rejected(tmp_path, lines):
     path = tmp_path / "prop.jsonl"
