@@ -240,3 +240,19 @@ def test_next_version_and_refusals(world, tmp_path):
         export.export_model(world["mracnn"], world["records"], base, model_name="bad name/..")
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         export.export_model(world["mracnn"], str(tmp_path), base, model_name="m")
+
+
+def test_vbpr_export_user_rating_and_label(world, tmp_path):
+    from tfaesthetic.models.bpr import BPR
+    from tfaesthetic.records import writer
+
+    model = BPR.from_manifest(writer.read_manifest(world["records"]), factor_dim=4, visual=True, visual_dim=4,
+                              backbone="tiny", image_size=fx.IMAGE_SIZE, seed=0)
+    path = export.export_model(model, world["records"], str(tmp_path), model_name="vbpr")
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    assert set(signature.structured_input_signature[1]) == {"image_bytes", "user_id", "image_id"}
+    out = signature(image_bytes=tf.constant(world["images"][:2]), user_id=tf.constant(["u1", "stranger"]),
+                    image_id=tf.constant(["img1", "img2"]))
+    assert set(out) == {"user_rating", "known_user", "label"}
+    np.testing.assert_array_equal(out["known_user"].numpy(), [1, 0])
+    np.testing.assert_array_equal(out["label"].numpy(), (out["user_rating"].numpy() > 0.5).astype(np.int32))

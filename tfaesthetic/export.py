@@ -28,7 +28,10 @@ Both return the same named outputs:
   image good), `agnostic_rating` `[B]`, `label` `[B]` int32 (1 when
   `agnostic_rating` > 0.5), `known_user` `[B]` int32, `tag` `[B, num_tags]` and
   `attention` `[B, h, w]` (heads present per variant). An unknown `user_id` falls
-  back to the user-agnostic prediction: `user_rating = agnostic_rating`.
+  back to the user-agnostic prediction: `user_rating = agnostic_rating`. BPR / VBPR
+  and CFAN variants without the agnostic head: `user_rating`, `known_user` and
+  `label` = 1 when `user_rating` > 0.5 (their unknown users use the OOV user row).
+  Outputs that only serve training (BPR's `pair_logit`) are not exported.
 
 Bad inputs at serving time (documented in docs/serving.md and tested):
 
@@ -323,6 +326,9 @@ class ServingFunctions(tf.Module):
                     rating = tf.where(known, rating, result["agnostic_rating"])
                 result["known_user"] = tf.cast(known, tf.int32)
             result["user_rating"] = rating
+            if "label" not in result:
+                # BPR / VBPR and CFAN variants without the agnostic head: the user's good/bad.
+                result["label"] = tf.cast(rating > 0.5, tf.int32)
         if "tag" in outputs:
             result["tag"] = tf.cast(outputs["tag"], tf.float32)
         if "attention" in outputs:

@@ -30,7 +30,6 @@ user-agnostic fallback). Writes into `--out_dir`:
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -75,17 +74,6 @@ class Predictor:
 
         tensors = {k: tf.constant(np.array(v, dtype=object), tf.string) for k, v in raw.items() if k in self.input_names}
         return {k: np.asarray(v) for k, v in self.fn(**tensors).items()}
-
-
-def _find_keras_model(run_dir: str) -> str:
-    for name in ("model.keras", "final.keras", "best.keras"):
-        path = os.path.join(run_dir, name)
-        if os.path.exists(path):
-            return path
-    found = sorted(glob.glob(os.path.join(run_dir, "**", "*.keras"), recursive=True), key=os.path.getmtime)
-    if not found:
-        raise FileNotFoundError(f"Expected a .keras model in the run directory. Received: run_dir={run_dir!r} (none found)")
-    return found[-1]
 
 
 def _records_of_run(run_dir: str) -> Optional[str]:
@@ -150,14 +138,20 @@ def load_predictor(*, export_dir=None, model=None, run_dir=None, records_dir=Non
     from tfaesthetic import export
 
     if run_dir is not None:
-        model = _find_keras_model(run_dir)
+        from tfaesthetic import trainer
+
+        # model.keras, or for an interrupted run the config + best checkpoint.
+        _register_custom_objects()
+        model = trainer.load_run_model(run_dir)
         records_dir = records_dir or _records_of_run(run_dir)
+        source = os.path.abspath(run_dir)
     if records_dir is None:
         raise ValueError(
             "A Keras model needs the records it was trained on (vocab.txt, users.tsv, manifest.json). "
             "Received: records_dir=None (pass --records, or a run_dir whose config.json names data.records_dir)"
         )
-    source = model if isinstance(model, str) else type(model).__name__
+    if run_dir is None:
+        source = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
         _register_custom_objects()
         model = keras.saving.load_model(model)
