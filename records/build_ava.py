@@ -37,6 +37,7 @@ def main(argv):
             image_dir=_IMAGE_DIR.value,
             comments=_COMMON["comments"].value,
             drop_no_comments=_COMMON["drop_no_comments"].value,
+            min_comment_words=_COMMON["min_comment_words"].value,
             major_tags_min_images=_MAJOR_TAGS.value,
             official_test_list=_OFFICIAL_TEST_LIST.value,
             val_fraction=val_fraction,

@@ -40,6 +40,7 @@ def main(argv):
             score_values=score_values,
             threshold=_THRESHOLD.value,
             drop_no_comments=_COMMON["drop_no_comments"].value,
+            min_comment_words=_COMMON["min_comment_words"].value,
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             seed=_COMMON["seed"].value,

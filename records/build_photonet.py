@@ -32,6 +32,7 @@ def main(argv):
             image_dir=_IMAGE_DIR.value,
             comments=_COMMON["comments"].value,
             drop_no_comments=_COMMON["drop_no_comments"].value,
+            min_comment_words=_COMMON["min_comment_words"].value,
             val_list=_VAL_LIST.value,
             test_list=_TEST_LIST.value,
             val_fraction=val_fraction,

@@ -146,14 +146,16 @@ def test_paper_protocols(ava_folder):
         image_dir=image_dir,
         comments=comment_dir,
         drop_no_comments=True,
+        min_comment_words=3,
         major_tags_min_images=6,
         official_test_list="generic_test.jpgl",
         val_fraction=0.25,
         seed=3,
     )
     counts = data.rejections.counts["rejected"]
-    assert counts["image:no_comments"] == 3  # 2001, 2002, 2004
-    # Tag counts among kept images: Abstract 7 (6 good + 2011), Landscape 7 (6 good + 2005), Still Life 4.
+    assert counts["comment:too_few_words"] == 1  # "Nice framing", the only comment of 2011
+    assert counts["image:no_comments"] == 4  # 2001, 2002, 2004, 2011
+    # Tag counts among kept images: Abstract 6, Landscape 7 (6 good + 2005), Still Life 4.
     assert data.tags == ["Abstract", "Landscape"]
     assert "image:no_major_tag" not in counts
     assert all(1 <= len(r.tags) <= 2 and max(r.tags) < 2 for r in data.records)
@@ -164,7 +166,8 @@ def test_paper_protocols(ava_folder):
     assert splits["val"] == round(free * 0.25)
     # Deterministic with the seed.
     again = ava.read_ava(
-        ava_dir, image_dir=image_dir, comments=comment_dir, drop_no_comments=True, major_tags_min_images=6,
+        ava_dir, image_dir=image_dir, comments=comment_dir, drop_no_comments=True, min_comment_words=3,
+        major_tags_min_images=6,
         official_test_list="generic_test.jpgl", val_fraction=0.25, seed=3,
     )
     assert [r.split for r in again.records] == [r.split for r in data.records]

@@ -79,6 +79,7 @@ def read_ava(
     image_dir: Optional[str] = None,
     comments: Optional[str] = None,
     drop_no_comments: bool = False,
+    min_comment_words: int = 1,
     major_tags_min_images: int = 0,
     official_test_list: Optional[str] = None,
     val_fraction: float = 0.05,
@@ -94,6 +95,7 @@ def read_ava(
         image_dir: folder of `<id>.jpg`; None for text-only records.
         comments: comments source (directory, .json or .csv/.tsv); None for none.
         drop_no_comments: reject images left without a comment.
+        min_comment_words: drop comments with fewer words (seed 003: 2).
         major_tags_min_images: when > 0, keep only tags carried by at least this
             many images and drop images without one of them.
         official_test_list: a `.jpgl` list (path, or name in
@@ -168,7 +170,9 @@ def read_ava(
                 record.load_image = common.file_loader(path)
                 record.image_format = common.format_from_name(path)
             if source_comments is not None:
-                record.comments = common.make_comments(source_comments.get(image_id), users, rejections, image_id)
+                record.comments = common.make_comments(
+                    source_comments.get(image_id), users, rejections, image_id, min_comment_words
+                )
                 if not common.check_no_comments(record, drop_no_comments, rejections, ava_txt, number):
                     continue
         except Exception as e:  # noqa: BLE001 -- per-record guard, reported not raised.

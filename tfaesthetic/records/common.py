@@ -10,7 +10,8 @@ and listed in `rejected.jsonl` with file, record (1-based line/row) and reason:
   (kept note `non_utf8_text`);
 - a comment with no letters ("!!!", "10/10", ""): the comment is dropped
   (`comment:no_letters`); a blank line in a per-image comment file likewise
-  (`comment:empty_line`);
+  (`comment:empty_line`); with `min_comment_words` > 1, a comment with fewer
+  words is dropped (`comment:too_few_words`);
 - an image with no comment left: kept (kept note `image:no_comments`) unless
   `drop_no_comments`, then rejected (`image:no_comments`); not checked when no
   comments source is given at all;
@@ -308,8 +309,18 @@ def _short(value, limit=120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def make_comments(raw_comments, users: UserIndex, rejections: Rejections, image_id: str) -> list:
-    """Applies the shared comment rules (repair, no letters) and returns `Comment`s."""
+def make_comments(raw_comments, users: UserIndex, rejections: Rejections, image_id: str, min_words: int = 1) -> list:
+    """Applies the shared comment rules (repair, no letters, too few words) and returns `Comment`s.
+
+    Args:
+        raw_comments: `RawComment`s of one image.
+        users: the user index (user names -> indices).
+        rejections: receives repairs and dropped comments.
+        image_id: the image, for the rejection entries.
+        min_words: comments with fewer words are dropped (`comment:too_few_words`);
+            seed 003 removed "useless comments that only contain one word or
+            numbers" (`min_words=2`). 1 keeps every comment with a letter.
+    """
     out = []
     for raw in raw_comments:
         text = raw.text
@@ -322,6 +333,11 @@ def make_comments(raw_comments, users: UserIndex, rejections: Rejections, image_
         if not has_letters(text):
             rejections.reject(
                 "no_letters", source=raw.source, record=raw.record, image_id=image_id, detail=text[:80], level="comment"
+            )
+            continue
+        if min_words > 1 and len(reviews_lib.words(text)) < min_words:
+            rejections.reject(
+                "too_few_words", source=raw.source, record=raw.record, image_id=image_id, detail=text[:80], level="comment"
             )
             continue
         user = raw.user
@@ -521,6 +537,9 @@ def define_build_flags(flags, *, default_val_fraction: float = 0.05, default_tes
         "comments": flags.DEFINE_string(
             "comments", None, "Comments: a directory of <id>.txt (one comment a line, optionally user<TAB>text), "
             "or a .json (id -> [comments]) or .csv/.tsv (image_id,text[,user]) file."
+        ),
+        "min_comment_words": flags.DEFINE_integer(
+            "min_comment_words", 1, "Drop comments with fewer words (seed 003 drops one-word comments: 2)."
         ),
         "drop_no_comments": flags.DEFINE_bool(
             "drop_no_comments", False, "Reject images without any usable comment (paper protocol)."

@@ -195,6 +195,7 @@ def read_jsonl(
     score_values: Optional[Sequence[float]] = None,
     threshold: Optional[float] = None,
     drop_no_comments: bool = False,
+    min_comment_words: int = 1,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
@@ -208,6 +209,7 @@ def read_jsonl(
         score_values: the score value of each bin, or None.
         threshold: good/bad threshold of the mean score, or None (default rule).
         drop_no_comments: reject images left without a comment.
+        min_comment_words: drop comments with fewer words (seed 003: 2).
         val_fraction: fraction of the lines without `split` for val.
         test_fraction: fraction of the lines without `split` for test.
         seed: split seed.
@@ -263,7 +265,7 @@ def read_jsonl(
                 record.load_image = common.file_loader(fields["image_path"])
                 record.image_format = common.format_from_name(fields["image_path"])
             record.tags = [tag_index.setdefault(t, len(tag_index)) for t in fields["tags"]]
-            record.comments = common.make_comments(fields["comments"], users, rejections, image_id)
+            record.comments = common.make_comments(fields["comments"], users, rejections, image_id, min_comment_words)
         except _LineError as e:
             rejections.reject(e.reason, source=path, record=number, image_id=image_id, detail=e.detail)
             continue

@@ -46,6 +46,7 @@ def read_photonet(
     image_dir: Optional[str] = None,
     comments: Optional[str] = None,
     drop_no_comments: bool = False,
+    min_comment_words: int = 1,
     val_list: Optional[str] = None,
     test_list: Optional[str] = None,
     val_fraction: float = 0.05,
@@ -60,6 +61,7 @@ def read_photonet(
         image_dir: folder of `<id>.jpg`; None for text-only records.
         comments: comments source; None for none.
         drop_no_comments: reject images left without a comment.
+        min_comment_words: drop comments with fewer words (seed 003: 2).
         val_list: optional file of val image ids.
         test_list: optional file of test image ids.
         val_fraction: fraction of the unlisted images for val.
@@ -102,7 +104,7 @@ def read_photonet(
                 record.image_format = common.format_from_name(path)
             if source_comments is not None:
                 record.comments = common.make_comments(
-                    source_comments.get(record.image_id), users, rejections, record.image_id
+                    source_comments.get(record.image_id), users, rejections, record.image_id, min_comment_words
                 )
                 if not common.check_no_comments(record, drop_no_comments, rejections, scores_file, number):
                     continue
