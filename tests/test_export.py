@@ -256,3 +256,22 @@ def test_vbpr_export_user_rating_and_label(world, tmp_path):
     assert set(out) == {"user_rating", "known_user", "label"}
     np.testing.assert_array_equal(out["known_user"].numpy(), [1, 0])
     np.testing.assert_array_equal(out["label"].numpy(), (out["user_rating"].numpy() > 0.5).astype(np.int32))
+
+
+def test_serving_preprocessing_equals_the_input_pipeline(world):
+    """Train/serve skew check: the records pipeline and the raw signature see identical inputs."""
+    from tfaesthetic.config import DataConfig
+    from tfaesthetic.data.reader import build_dataset
+
+    config = DataConfig(records_dir=world["records"], mode="image", features=("image", "tokens"),
+                        image_size=fx.IMAGE_SIZE, max_len=fx.MAX_LEN, global_batch_size=fx.NUM_IMAGES, augment=False)
+    feats, _, meta = next(iter(build_dataset(config, is_training=False, split="train", include_metadata=True)))
+    order = [int(i.decode()[3:]) for i in meta["image_id"].numpy()]
+    fns = export.ServingFunctions(world["mracnn"], world["records"])
+    raw = fns.preprocess(
+        image_bytes=tf.constant([fx.jpeg_bytes(seed=100 + i) for i in order]),
+        comments=tf.constant(["\n".join(fx.comments_of(i)) for i in order]),
+    )
+    np.testing.assert_array_equal(raw["tokens"].numpy(), feats["tokens"].numpy())
+    np.testing.assert_allclose(raw["image"].numpy(), feats["image"].numpy(), atol=1e-4)
+    assert feats["tokens"].numpy().any()

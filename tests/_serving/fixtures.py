@@ -48,6 +48,11 @@ def png_bytes(seed: int = 0, size=(40, 40)) -> bytes:
     return buf.getvalue()
 
 
+def comments_of(i: int) -> list:
+    """The two comments of image i in the tiny records."""
+    return [_COMMENTS[i], _COMMENTS[(i + 1) % NUM_IMAGES]]
+
+
 def write_tiny_records(out_dir: str) -> str:
     """Writes 6 images (all train, indices 0..5) with comments by 4 users through the real writer."""
     records = []
@@ -55,9 +60,10 @@ def write_tiny_records(out_dir: str) -> str:
         votes = [0] * 10
         votes[3 + i % 5] = 5
         votes[2 + i % 4] += 3
+        texts = comments_of(i)
         comments = [
-            features.Comment(text=_COMMENTS[i], user_index=i % len(USERS), sentiment=3, rating=1),
-            features.Comment(text=_COMMENTS[(i + 1) % NUM_IMAGES], user_index=(i + 1) % len(USERS), sentiment=1, rating=0),
+            features.Comment(text=texts[0], user_index=i % len(USERS), sentiment=3, rating=1),
+            features.Comment(text=texts[1], user_index=(i + 1) % len(USERS), sentiment=1, rating=0),
         ]
         records.append(
             features.ImageRecord(
