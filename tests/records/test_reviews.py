@@ -19,6 +19,7 @@ ANNOTATED = [
     ("Interesting angle", 1, 0),
     ("The exposure is too bright", 0, 1),  # excess: "too bright" is a fault
     ("Great capture of the moment, superb timing and wonderful light", 3, 0),
+    ("Too much contrast, but lovely tones", 1, 1),  # "much" passes the excess on to "contrast"
 ]
 
 
@@ -49,6 +50,9 @@ def test_paper_examples_get_the_paper_types():
     assert reviews.classify("I like this photo!") == "II"
     assert reviews.classify("How handsome the boy is!") == "III"
     assert reviews.classify("Do you live in the steeple?") == "IV"
+    # A question without "?" is still a question; an exclamation starting with "what" is not.
+    assert reviews.classify("Where was this taken") == "IV"
+    assert reviews.classify("What a handsome man.") == "III"
 
 
 def test_derived_levels_and_ratings_match_numpy_reference():

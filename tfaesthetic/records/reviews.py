@@ -22,8 +22,9 @@ module uses transparent rules, every word list and threshold a named field of
 * A comment is **type I** when it names an aesthetic attribute (`attribute_words`,
   `attribute_phrases`: composition, colour, light, focus, exposure, sharpness,
   angle, crop, ...).
-* Otherwise it is **type IV** when every sentence is a question (ends with "?" or
-  starts with a word of `question_starts`) -- an equivocal message.
+* Otherwise it is **type IV** when every sentence is a question (ends with "?",
+  or starts with a word of `question_starts` and is neither an exclamation nor
+  carries sentiment) -- an equivocal message.
 * Otherwise it is **type II** when it expresses a feeling about the photo: it
   matches one of `feeling_patterns` (first person "I like/love/hate ...", "love
   it", "well done", "my favourite", ...), or it carries sentiment and refers to the
@@ -198,7 +199,7 @@ class ReviewRules:
             top of the VADER lexicon; 0.0 makes a word neutral.
         negation_window: how many following words a negation flips.
         excess_words: words after which the next word counts as negative
-            ("too dark").
+            ("too dark"; "much"/"many" pass it on: "too much contrast").
         level_thresholds: four increasing thresholds on the net count
             `pos - neg`; level = number of thresholds <= net (0..4).
         good_min_level: s_uv = 1 from this level up (paper: the two lowest of
@@ -321,11 +322,11 @@ def count_sentiment(text: str, rules: ReviewRules = ReviewRules()) -> tuple:
         if word in negations or word.endswith("n't"):
             negated_until = i + rules.negation_window
             continue
-        if word in rules.excess_words:
-            excess_at = i + 1
+        if word in rules.excess_words or (excess_at == i and word in ("much", "many")):
+            excess_at = i + 1  # "too much contrast": the excess moves on to "contrast"
             continue
         value = _valence(word, tokens[i - 1] if i else None, lexicon, overrides)
-        if excess_at == i and value > -rules.min_valence and word not in ("much", "many"):
+        if excess_at == i and value > -rules.min_valence:
             # "too dark", "too saturated": excess is a fault whatever the word.
             if i <= negated_until:
                 continue
@@ -358,10 +359,14 @@ def _sentences(text: str) -> list:
 
 
 def _is_question(sentence: str, rules: ReviewRules) -> bool:
+    """Ends with "?", or starts with a question word without being an exclamation
+    ("Where was this taken" is a question, "What a lovely scene." is not)."""
     if sentence.rstrip().endswith("?"):
         return True
     ws = words(sentence)
-    return bool(ws) and ws[0] in rules.question_starts and not sentence.rstrip().endswith("!")
+    if not ws or ws[0] not in rules.question_starts or sentence.rstrip().endswith("!"):
+        return False
+    return count_sentiment(sentence, rules) == (0, 0)
 
 
 def classify(text: str, rules: ReviewRules = ReviewRules()) -> str:
