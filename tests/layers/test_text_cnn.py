@@ -145,6 +145,18 @@ class TextCNNTest(TestCase):
         self.assertFalse(restored_layer.embedding.trainable)
         np.testing.assert_array_equal(restored_layer.embedding.embeddings.numpy(), matrix)
 
+    def test_unfreezing_the_model_keeps_word_vectors_frozen(self):
+        layer = TextCNN(vocab_size=np.int64(20), embedding_dim=4, num_filters=2)
+        layer.set_embeddings(np.zeros((20, 4)))
+        inputs = keras.Input((12,), dtype="int32")
+        model = keras.Model(inputs, layer(inputs))
+        model.trainable = False
+        self.assertEqual(model.trainable_weights, [])
+        model.trainable = True
+        trainable = [w.path for w in model.trainable_weights]
+        self.assertEqual(len(trainable), 6)  # the three convolutions' kernels and biases
+        self.assertNotIn(layer.embedding.embeddings.path, trainable)
+
     def test_set_embeddings_trainable(self):
         layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=2)
         layer.set_embeddings(np.zeros((20, 4)), trainable=True)

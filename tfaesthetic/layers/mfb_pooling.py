@@ -1,5 +1,7 @@
 """Multimodal factorized bilinear pooling (MRACNN fusion)."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -54,12 +56,12 @@ class MFBPooling(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         for arg, value in (("output_dim", output_dim), ("factor_k", factor_k)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
-        self.output_dim = output_dim
-        self.factor_k = factor_k
+        self.output_dim = int(output_dim)
+        self.factor_k = int(factor_k)
         self.dropout = dropout
         self.use_bias = bool(use_bias)
         self.epsilon = epsilon

@@ -1,5 +1,7 @@
 """Recurrent attention over a convolutional feature map (MRACNN vision stream)."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -72,14 +74,14 @@ class RecurrentAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         for arg, value in (("units", units), ("recurrences", recurrences), ("num_layers", num_layers),
                            ("attention_units", attention_units)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
         if initial_state not in _INITIAL_STATES:
             raise ValueError(f"`initial_state` must be one of {_INITIAL_STATES}. Received: initial_state={initial_state!r}")
-        self.units = units
-        self.recurrences = recurrences
-        self.num_layers = num_layers
-        self.attention_units = attention_units
+        self.units = int(units)
+        self.recurrences = int(recurrences)
+        self.num_layers = int(num_layers)
+        self.attention_units = int(attention_units)
         self.use_peepholes = bool(use_peepholes)
         self.initial_state = initial_state
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

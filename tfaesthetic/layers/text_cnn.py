@@ -1,5 +1,7 @@
 """Text-CNN over comment tokens (MRACNN language stream)."""
 
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -59,27 +61,40 @@ class TextCNN(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(vocab_size, int) or vocab_size < 2:
+        if not isinstance(vocab_size, numbers.Integral) or isinstance(vocab_size, bool) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2 (padding + OOV). Received: vocab_size={vocab_size!r}")
         kernel_sizes = tuple(int(k) for k in kernel_sizes)
         if not kernel_sizes or min(kernel_sizes) < 1:
             raise ValueError(f"`kernel_sizes` must be positive integers. Received: kernel_sizes={kernel_sizes}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
-        self.vocab_size = vocab_size
-        self.embedding_dim = embedding_dim
-        self.num_filters = num_filters
+        self.vocab_size = int(vocab_size)
+        self.embedding_dim = int(embedding_dim)
+        self.num_filters = int(num_filters)
         self.kernel_sizes = kernel_sizes
         self.dropout = dropout
         self.trainable_embeddings = bool(trainable_embeddings)
         self.embedding = keras.layers.Embedding(
-            vocab_size, embedding_dim, trainable=self.trainable_embeddings, dtype=self.dtype_policy, name="embedding"
+            self.vocab_size, self.embedding_dim, trainable=self.trainable_embeddings, dtype=self.dtype_policy, name="embedding"
         )
         self.convs = [
-            keras.layers.Conv1D(num_filters, k, activation="relu", dtype=self.dtype_policy, name=f"conv_{k}")
+            keras.layers.Conv1D(self.num_filters, k, activation="relu", dtype=self.dtype_policy, name=f"conv_{k}")
             for k in kernel_sizes
         ]
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="dropout")
+
+    @property
+    def trainable(self):
+        return keras.layers.Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        # Unfreezing the whole layer (or a model holding it) must not unfreeze frozen word
+        # vectors: Keras would otherwise set every sub-layer to `value`.
+        keras.layers.Layer.trainable.fset(self, value)
+        embedding = getattr(self, "embedding", None)
+        if embedding is not None:
+            embedding.trainable = bool(value) and self.trainable_embeddings
 
     def build(self, input_shape):
         self.embedding.build(input_shape)
@@ -105,7 +120,7 @@ class TextCNN(keras.layers.Layer):
             self.build((None, None))
         self.embedding.embeddings.assign(matrix)
         self.trainable_embeddings = bool(trainable)
-        self.embedding.trainable = self.trainable_embeddings
+        self.embedding.trainable = self.trainable and self.trainable_embeddings
 
     def call(self, inputs, training=None):
         tokens = ops.cast(inputs, "int32")
