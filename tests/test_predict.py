@@ -100,16 +100,22 @@ def test_cfan_personalised_rating_and_unknown_user(setup, tmp_path):
 
 def test_cli_main_reports_undecodable_file_and_goes_on(setup, tmp_path):
     out_dir = str(tmp_path / "cli")
-    argv = flags.FLAGS(["predict", f"--export_dir={setup['mracnn_export']}", f"--out_dir={out_dir}",
+    flag_values = flags.FlagValues()
+    predict.define_flags(flag_values)
+    argv = flag_values(["predict", f"--export_dir={setup['mracnn_export']}", f"--out_dir={out_dir}",
                         f"--panel_size={PANEL}", "--comments=nice", setup["images"][0], setup["bad"]])
-    try:
-        status = predict.main(argv)
-    finally:
-        flags.FLAGS.unparse_flags()
+    status = predict.run(argv, flag_values)
     assert status == 1
     entries = json.load(open(os.path.join(out_dir, "predictions.json")))["predictions"]
     assert "mean_score" in entries[0] and os.path.exists(entries[0]["distribution_png"])
     assert entries[1]["image"] == setup["bad"] and "image_bytes" in entries[1]["error"]
+
+
+def test_importing_predict_defines_no_global_flags():
+    # tfaesthetic.train defines --model/--records/--run_dir/--export_dir in the same process.
+    import tfaesthetic.train  # noqa: F401
+
+    assert "panel_size" not in flags.FLAGS
 
 
 def test_bad_arguments_name_what_was_received(setup, tmp_path):

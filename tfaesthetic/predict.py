@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Optional, Sequence
 
 import numpy as np
@@ -40,17 +39,25 @@ from absl import app
 from absl import flags
 from absl import logging
 
-FLAGS = flags.FLAGS
 
-_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "SavedModel export (version or model directory).")
-_MODEL = flags.DEFINE_string("model", None, "A .keras model file (needs --records).")
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "A training run directory (.keras model + config.json).")
-_RECORDS = flags.DEFINE_string("records", None, "Records directory of the model (vocab.txt, users.tsv, manifest).")
-_COMMENTS = flags.DEFINE_multi_string("comments", [], "Comments of an image (all in one string); once, or once per image.")
-_USER = flags.DEFINE_string("user", "", "User id (users.tsv) for the personalised rating (CFAN).")
-_IMAGE_ID = flags.DEFINE_multi_string("image_id", [], "Image id (images.tsv) for CFAN; default: the file name stem.")
-_OUT_DIR = flags.DEFINE_string("out_dir", "predictions", "Where predictions.json and the PNGs go.")
-_PANEL_SIZE = flags.DEFINE_integer("panel_size", 224, "Side in pixels of each attention overlay panel.")
+def define_flags(flag_values=flags.FLAGS) -> None:
+    """Defines the CLI flags on `flag_values`.
+
+    Called only when the module runs as a program (and by tests on their own
+    `FlagValues`): `tfaesthetic.train` defines flags with the same names
+    (`--model`, `--records`, `--run_dir`, `--export_dir`), and absl refuses a second
+    definition in one process, so importing this module defines nothing.
+    """
+    fv = dict(flag_values=flag_values)
+    flags.DEFINE_string("export_dir", None, "SavedModel export (version or model directory).", **fv)
+    flags.DEFINE_string("model", None, "A .keras model file (needs --records).", **fv)
+    flags.DEFINE_string("run_dir", None, "A training run directory (model.keras + config.json).", **fv)
+    flags.DEFINE_string("records", None, "Records directory of the model (vocab.txt, users.tsv, manifest).", **fv)
+    flags.DEFINE_multi_string("comments", [], "Comments of an image (all in one string); once, or once per image.", **fv)
+    flags.DEFINE_string("user", "", "User id (users.tsv) for the personalised rating (CFAN).", **fv)
+    flags.DEFINE_multi_string("image_id", [], "Image id (images.tsv) for CFAN; default: the file name stem.", **fv)
+    flags.DEFINE_string("out_dir", "predictions", "Where predictions.json and the PNGs go.", **fv)
+    flags.DEFINE_integer("panel_size", 224, "Side in pixels of each attention overlay panel.", **fv)
 
 
 class Predictor:
@@ -275,19 +282,20 @@ def predict(
     return report
 
 
-def main(argv):
-    image_paths = argv[1:]
+def run(argv, flag_values=flags.FLAGS) -> int:
+    """Runs the CLI on parsed flags; `argv[1:]` are the image files. Returns the exit status."""
+    fv = flag_values
     report = predict(
-        image_paths,
-        out_dir=_OUT_DIR.value,
-        comments=_COMMENTS.value,
-        user=_USER.value,
-        image_ids=_IMAGE_ID.value,
-        export_dir=_EXPORT_DIR.value,
-        model=_MODEL.value,
-        run_dir=_RUN_DIR.value,
-        records_dir=_RECORDS.value,
-        panel_size=_PANEL_SIZE.value,
+        argv[1:],
+        out_dir=fv.out_dir,
+        comments=fv.comments,
+        user=fv.user,
+        image_ids=fv.image_id,
+        export_dir=fv.export_dir,
+        model=fv.model,
+        run_dir=fv.run_dir,
+        records_dir=fv.records,
+        panel_size=fv.panel_size,
     )
     for entry in report["predictions"]:
         if "error" in entry:
@@ -303,9 +311,14 @@ def main(argv):
         if "label" in entry:
             parts.append(entry["label"])
         print(f"{entry['image']}: " + ", ".join(parts))
-    print(f"Wrote {os.path.join(_OUT_DIR.value, 'predictions.json')}")
+    print(f"Wrote {os.path.join(fv.out_dir, 'predictions.json')}")
     return 1 if any("error" in e for e in report["predictions"]) else 0
 
 
+def main(argv):
+    return run(argv)
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
