@@ -231,6 +231,8 @@ def test_build_ava_writes_documented_counts_and_rejected_jsonl(ava_folder, tmp_p
     assert reasons[("rejected", "no_letters")] == 1
     truncated = [e for e in entries if e["reason"] == "undecodable_image"]
     assert truncated[0]["image_id"] == "2001"
+    # The writer's rejections point at the AVA.txt line too.
+    assert truncated[0]["record"] == line_of["2001"] and truncated[0]["source"].endswith("AVA.txt")
     # Eq. 7 in the manifest equals the NumPy computation over the written images.
     data = ava.read_ava(ava_dir, image_dir=image_dir, comments=comment_dir, val_fraction=0.0, test_fraction=0.2)
     reviews.derive_ratings(data.records)

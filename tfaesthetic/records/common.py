@@ -23,7 +23,8 @@ and listed in `rejected.jsonl` with file, record (1-based line/row) and reason:
 
 The writer adds its own rules (undecodable/truncated image, PNG bytes in a .jpg
 kept as `image_format_mismatch`, duplicate ids, votes with the wrong number of
-bins) to the same `Rejections`.
+bins) to the same `Rejections`; `finish_build` then points those entries at the
+source file and line of their image as well (`"stage": "writer"`).
 """
 
 from __future__ import annotations
@@ -480,7 +481,7 @@ def finish_build(
     derivation = reviews_lib.derive_ratings(data.records, rules, rewrite=rewrite_reviews)
     extra = {"source_notes": data.notes, "review_derivation": derivation}
     extra.update(extra_manifest or {})
-    return write_records_fn()(
+    manifest = write_records_fn()(
         out_dir,
         data.records,
         scale=data.scale,
@@ -493,6 +494,17 @@ def finish_build(
         extra_manifest=extra,
         validate_images=validate_images,
     )
+    # The writer's rejections (undecodable image, ...) know the image id only: point
+    # them at the source file and line too, and rewrite rejected.jsonl (not hashed).
+    located = 0
+    for entry in data.rejections.entries:
+        if "record" not in entry and entry.get("image_id") in data.origin:
+            entry["stage"] = "writer"
+            entry["source"], entry["record"] = data.origin[entry["image_id"]]
+            located += 1
+    if located:
+        data.rejections.write(os.path.join(out_dir, "rejected.jsonl"))
+    return manifest
 
 
 def write_records_fn():
