@@ -534,17 +534,21 @@ class RunState:
         else:
             self.wait += 1
         self.stopped_early = bool(self.patience and self.wait >= self.patience)
-        previous = self.weights
         self.epoch = int(epoch) + 1
         self.weights = f"epoch-{self.epoch:04d}.weights.h5"
         if self.write:
             _atomic_save_weights(model, os.path.join(self.checkpoint_dir, self.weights))
         self.save()
-        if previous and previous != self.weights and self.write:
-            try:
-                os.remove(os.path.join(self.checkpoint_dir, previous))
-            except FileNotFoundError:
-                pass
+        if self.write:
+            # Older epochs (and partial files of a process killed mid-write) go only
+            # after the new state is committed.
+            for name in os.listdir(self.checkpoint_dir):
+                stale = name.startswith("epoch-") and name.endswith(".weights.h5") and name != self.weights
+                if stale or name.startswith("tmp-"):
+                    try:
+                        os.remove(os.path.join(self.checkpoint_dir, name))
+                    except FileNotFoundError:
+                        pass
         return self.stopped_early
 
     def finish(self) -> None:
