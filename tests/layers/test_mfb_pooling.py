@@ -74,7 +74,7 @@ class MFBPoolingTest(TestCase):
         np.testing.assert_allclose(np.linalg.norm(actual, axis=-1), np.ones(4), atol=1e-5)
 
     def test_eq14_is_bilinear_before_normalisation(self):
-        """Scaling x by c scales the pooled vector by c: after the signed sqrt + L2 norm the output is unchanged for c > 0."""
+        """Scaling x by c scales the pooled vector by c; after the signed sqrt + L2 norm only sign(c) remains."""
         x, y = self._inputs()
         layer = MFBPooling(output_dim=5, factor_k=2)
         self.assertAllClose(layer(x, y), layer(3.0 * x, y), atol=1e-5)

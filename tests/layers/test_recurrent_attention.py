@@ -33,15 +33,16 @@ def numpy_recurrent_attention(feature_map, weights, *, units, num_layers, recurr
 
         def lstm(x):
             for layer in range(num_layers):
-                w_x = weights[f"lstm{layer}_kernel"]
-                w_h = weights[f"lstm{layer}_recurrent_kernel"]
-                bias = weights[f"lstm{layer}_bias"]
-                gate = lambda k: x @ w_x[:, k * units : (k + 1) * units] + h[layer] @ w_h[:, k * units : (k + 1) * units] + bias[k * units : (k + 1) * units]  # noqa: E731
-                peep = lambda g: weights[f"lstm{layer}_peephole_{g}"] * c[layer] if peepholes else 0.0  # noqa: E731
-                i_t = _sigmoid(gate(0) + peep("i"))  # Eq. 3
-                f_t = _sigmoid(gate(1) + peep("f"))  # Eq. 4
-                o_t = _sigmoid(gate(3) + peep("o"))  # Eq. 5 (c_{t-1}, as printed)
-                c[layer] = f_t * c[layer] + i_t * np.tanh(gate(2))  # Eq. 6
+                # Split the fused matrices into the per-gate W_x*, W_h*, b_* (order i, f, c, o).
+                w_x = np.split(weights[f"lstm{layer}_kernel"], 4, axis=1)
+                w_h = np.split(weights[f"lstm{layer}_recurrent_kernel"], 4, axis=1)
+                bias = np.split(weights[f"lstm{layer}_bias"], 4)
+                pre = [x @ w_x[k] + h[layer] @ w_h[k] + bias[k] for k in range(4)]
+                w_c = {g: weights[f"lstm{layer}_peephole_{g}"] if peepholes else 0.0 for g in "ifo"}
+                i_t = _sigmoid(pre[0] + w_c["i"] * c[layer])  # Eq. 3
+                f_t = _sigmoid(pre[1] + w_c["f"] * c[layer])  # Eq. 4
+                o_t = _sigmoid(pre[3] + w_c["o"] * c[layer])  # Eq. 5 (c_{t-1}, as printed)
+                c[layer] = f_t * c[layer] + i_t * np.tanh(pre[2])  # Eq. 6
                 h[layer] = o_t * np.tanh(c[layer])  # Eq. 7
                 x = h[layer]
 

@@ -53,7 +53,8 @@ class TinyAndAlexNetTest(TestCase):
     def test_weights_file_of_another_architecture_fails_clearly(self):
         path = os.path.join(self.get_temp_dir(), "tiny.weights.h5")
         get_backbone("tiny").save_weights(path)
-        with pytest.raises(ValueError, match=r"Could not load backbone weights for 'alexnet' from '.*tiny\.weights\.h5'"):
+        message = r"Could not load backbone weights for 'alexnet' from '.*tiny\.weights\.h5'"
+        with pytest.raises(ValueError, match=message):
             get_backbone("alexnet", image_size=67, weights=path)
 
     def test_trainable_flag(self):
@@ -81,7 +82,8 @@ class TinyAndAlexNetTest(TestCase):
         self.assertAllClose(model(pixels), reloaded.serve(tf.constant(pixels)), atol=1e-5)
 
     def test_bad_names_and_arguments(self):
-        with pytest.raises(ValueError, match=r"Expected one of \['vgg16', 'inception_v3', .*'tiny'\]\. Received: name='resnet'"):
+        names = r"Expected one of \['vgg16', 'inception_v3', .*'tiny'\]\. Received: name='resnet'"
+        with pytest.raises(ValueError, match=names):
             get_backbone("resnet")
         with pytest.raises(ValueError, match="Received: name='vgg'"):
             default_image_size("vgg")

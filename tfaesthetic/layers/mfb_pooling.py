@@ -75,8 +75,9 @@ class MFBPooling(keras.layers.Layer):
                 f"Received: x.shape={x_shape}, y.shape={y_shape}"
             )
         width = self.factor_k * self.output_dim
-        self.u_kernel = self.add_weight(shape=(x_shape[-1], width), initializer=self.kernel_initializer, name="u_kernel")
-        self.v_kernel = self.add_weight(shape=(y_shape[-1], width), initializer=self.kernel_initializer, name="v_kernel")
+        init = self.kernel_initializer
+        self.u_kernel = self.add_weight(shape=(x_shape[-1], width), initializer=init, name="u_kernel")
+        self.v_kernel = self.add_weight(shape=(y_shape[-1], width), initializer=init, name="v_kernel")
         if self.use_bias:
             self.u_bias = self.add_weight(shape=(width,), initializer="zeros", name="u_bias")
             self.v_bias = self.add_weight(shape=(width,), initializer="zeros", name="v_bias")

@@ -77,7 +77,9 @@ class RecurrentAttention(keras.layers.Layer):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
         if initial_state not in _INITIAL_STATES:
-            raise ValueError(f"`initial_state` must be one of {_INITIAL_STATES}. Received: initial_state={initial_state!r}")
+            raise ValueError(
+                f"`initial_state` must be one of {_INITIAL_STATES}. Received: initial_state={initial_state!r}"
+            )
         self.units = int(units)
         self.recurrences = int(recurrences)
         self.num_layers = int(num_layers)
@@ -90,7 +92,8 @@ class RecurrentAttention(keras.layers.Layer):
     def build(self, input_shape):
         if len(input_shape) not in (3, 4):
             raise ValueError(
-                f"RecurrentAttention expects a feature map [B, h, w, D] or [B, L, D]. Received: input_shape={input_shape}"
+                "RecurrentAttention expects a feature map [B, h, w, D] or [B, L, D]. "
+                f"Received: input_shape={input_shape}"
             )
         depth = input_shape[-1]
         if depth is None:

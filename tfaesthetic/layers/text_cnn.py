@@ -62,7 +62,9 @@ class TextCNN(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if not isinstance(vocab_size, numbers.Integral) or isinstance(vocab_size, bool) or vocab_size < 2:
-            raise ValueError(f"`vocab_size` must be an integer >= 2 (padding + OOV). Received: vocab_size={vocab_size!r}")
+            raise ValueError(
+                f"`vocab_size` must be an integer >= 2 (padding + OOV). Received: vocab_size={vocab_size!r}"
+            )
         kernel_sizes = tuple(int(k) for k in kernel_sizes)
         if not kernel_sizes or min(kernel_sizes) < 1:
             raise ValueError(f"`kernel_sizes` must be positive integers. Received: kernel_sizes={kernel_sizes}")
@@ -75,7 +77,11 @@ class TextCNN(keras.layers.Layer):
         self.dropout = dropout
         self.trainable_embeddings = bool(trainable_embeddings)
         self.embedding = keras.layers.Embedding(
-            self.vocab_size, self.embedding_dim, trainable=self.trainable_embeddings, dtype=self.dtype_policy, name="embedding"
+            self.vocab_size,
+            self.embedding_dim,
+            trainable=self.trainable_embeddings,
+            dtype=self.dtype_policy,
+            name="embedding",
         )
         self.convs = [
             keras.layers.Conv1D(self.num_filters, k, activation="relu", dtype=self.dtype_policy, name=f"conv_{k}")

@@ -159,7 +159,9 @@ def _read_index(index_path):
                 f"(`pip install pyarrow`), or put a text index (one word a line) beside the matrix. ({error})"
             ) from error
         if frame.shape[1] != 1:
-            raise ValueError(f"Expected a one-column word index. Received: {index_path!r} with columns {list(frame.columns)}")
+            raise ValueError(
+                f"Expected a one-column word index. Received: {index_path!r} with columns {list(frame.columns)}"
+            )
         return [str(w) for w in frame.iloc[:, 0].tolist()]
     if index_path.endswith(".json"):
         with open(index_path, encoding="utf-8") as f:
@@ -246,7 +248,9 @@ def _read_text(path, wanted, folded, dim):
             if dim is None:
                 dim = len(parts) - 1
                 if dim < 1:
-                    raise ValueError(f"{path}:{number}: malformed line, expected `word v1 ... vd`. Received: {line.strip()[:80]!r}")
+                    raise ValueError(
+                        f"{path}:{number}: malformed line, expected `word v1 ... vd`. Received: {line.strip()[:80]!r}"
+                    )
             if len(parts) - 1 < dim:
                 raise ValueError(
                     f"{path}:{number}: expected {dim} values after the word. Received: {len(parts) - 1} "
