@@ -1,0 +1,193 @@
+"""CFAN and its CFN variants (seed 000): outputs, saving, bad input, no-review and unknown-user paths, learning."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.test_case import TestCase
+from tfaesthetic.models.cfan import CFAN, VARIANTS
+
+NUM_USERS, NUM_IMAGES, NUM_TAGS, VOCAB = 5, 6, 4, 12
+TINY = dict(
+    backbone="tiny", image_size=32, factor_dim=8, hidden_units=(8,), embedding_dim=6, gru_units=5, max_len=6, seed=3
+)
+
+
+def tiny_cfan(variant="cfan_3task", **kwargs):
+    args = dict(TINY, **kwargs)
+    return CFAN(NUM_USERS, NUM_IMAGES, NUM_TAGS, VOCAB, variant=variant, **args)
+
+
+def tiny_inputs(batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    review = rng.integers(2, VOCAB, size=(batch, 6)).astype("int32")
+    review[:, 4:] = 0
+    return {
+        "image": rng.uniform(0, 255, size=(batch, 32, 32, 3)).astype("float32"),
+        "image_index": rng.integers(0, NUM_IMAGES, size=batch).astype("int32"),
+        "user_index": rng.integers(0, NUM_USERS, size=batch).astype("int32"),
+        "review": review,
+    }
+
+
+def pick(model, inputs):
+    return {k: inputs[k] for k in model.input_keys}
+
+
+def randomize(model, seed=0):
+    """Random, larger head weights so that every path visibly matters (fresh ones are ~flat).
+
+    The backbone keeps its initialisation (large random conv weights would saturate the
+    attention softmax into one-hot maps).
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            continue
+        layer.set_weights([rng.normal(0, 0.5, size=w.shape).astype(w.dtype) for w in layer.get_weights()])
+
+
+class CFANTest(TestCase):
+    def test_variant_outputs(self):
+        expected_keys = {
+            "cfn_pure_2task": {"user_rating", "tag"},
+            "cfn_1task": {"user_rating"},
+            "cfan_1task": {"user_rating", "attention"},
+            "cfan_2task": {"user_rating", "tag", "attention"},
+            "cfan_3task": {"user_rating", "tag", "agnostic_rating", "attention"},
+        }
+        x = tiny_inputs()
+        for variant in VARIANTS:
+            model = tiny_cfan(variant)
+            out = model(pick(model, x))
+            self.assertEqual(set(out), expected_keys[variant], variant)
+            self.assertEqual(tuple(out["user_rating"].shape), (4,))
+            rating = np.asarray(out["user_rating"])
+            self.assertTrue(np.all((rating > 0) & (rating < 1)))
+            if "tag" in out:
+                np.testing.assert_allclose(np.asarray(out["tag"]).sum(-1), np.ones(4), atol=1e-5)
+            if "attention" in out:
+                self.assertEqual(tuple(out["attention"].shape), (4, 4, 4))  # tiny backbone: 32 px -> 4x4
+                np.testing.assert_allclose(np.asarray(out["attention"]).sum((1, 2)), np.ones(4), atol=1e-5)
+        self.assertEqual(tiny_cfan("cfn_pure_2task").input_keys, ("image_index", "user_index"))
+
+    def test_saving_every_variant(self):
+        x = tiny_inputs()
+        for variant in VARIANTS:
+            model = tiny_cfan(variant)
+            randomize(model)
+            restored = self.run_model_saving_test(model, pick(model, x))
+            self.assertIsInstance(restored, CFAN)
+            self.assertEqual(restored.variant, variant)
+
+    def test_config_round_trip(self):
+        model = tiny_cfan("cfan_2task", merge="concat", kernel_size=1, backbone_weights=None)
+        config = model.get_config()
+        revived = CFAN.from_config(config)
+        self.assertEqual(revived.get_config(), config)
+        self.assertIsNone(config["backbone_weights"])
+        for merge in ("add", "concat"):
+            out = tiny_cfan("cfan_1task", merge=merge)(pick(tiny_cfan("cfan_1task"), tiny_inputs()))
+            self.assertEqual(tuple(out["user_rating"].shape), (4,))
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="variant='cfan_4task'"):
+            tiny_cfan("cfan_4task")
+        with pytest.raises(ValueError, match="merge='max'"):
+            tiny_cfan(merge="max")
+        with pytest.raises(ValueError, match="num_users=0"):
+            CFAN(0, NUM_IMAGES, NUM_TAGS, VOCAB, **TINY)
+
+    def test_out_of_vocabulary_indices_use_oov_row(self):
+        model = tiny_cfan("cfan_2task")
+        randomize(model)
+        x = tiny_inputs()
+        oov = dict(x, image_index=np.full(4, NUM_IMAGES, "int32"), user_index=np.full(4, NUM_USERS, "int32"))
+        ref = model(oov)
+        for bad_image, bad_user in ((999, -7), (-1, 10**6)):
+            bad = dict(x, image_index=np.full(4, bad_image, "int32"), user_index=np.full(4, bad_user, "int32"))
+            self.assertAllCloseNested(model(bad), ref)
+        # And the OOV row differs from a known row.
+        self.assertNotAllClose(np.asarray(model(x)["user_rating"]), np.asarray(ref["user_rating"]))
+
+    def test_empty_and_long_reviews(self):
+        model = tiny_cfan("cfan_3task", max_len=4)
+        randomize(model)
+        x = tiny_inputs()
+        empty = dict(x, review=np.zeros((4, 6), "int32"))
+        out = model(empty)
+        for value in out.values():
+            self.assertTrue(np.all(np.isfinite(np.asarray(value))))
+        # An all-padding review is the no-review path, whatever its length.
+        self.assertAllCloseNested(out, model.predict_without_review(x))
+        self.assertAllCloseNested(model(dict(x, review=np.zeros((4, 1), "int32"))), out)
+        # Tokens beyond max_len are ignored.
+        long = dict(x, review=np.concatenate([x["review"][:, :4], np.full((4, 50), 7, "int32")], axis=1))
+        self.assertAllCloseNested(model(long), model(dict(x, review=x["review"][:, :4])))
+
+    def test_no_review_path_uses_each_users_taste_profile(self):
+        model = tiny_cfan("cfan_1task")
+        randomize(model)
+        x = tiny_inputs()
+        same_image = dict(x, image=np.repeat(x["image"][:1], 4, 0), image_index=np.zeros(4, "int32"))
+        same_image["user_index"] = np.arange(4, dtype="int32")
+        no_review = model.predict_without_review(same_image)
+        with_review = model(same_image)
+        # The learned per-user kernels give per-user attention maps on the same image ...
+        maps = np.asarray(no_review["attention"])
+        self.assertGreater(np.abs(maps[0] - maps[1]).max(), 1e-4)
+        # ... which differ from the review-derived ones, and valid probabilities.
+        self.assertGreater(np.abs(maps - np.asarray(with_review["attention"])).max(), 1e-4)
+        rating = np.asarray(no_review["user_rating"])
+        self.assertTrue(np.all((rating > 0) & (rating < 1)))
+
+    def test_profile_matching_loss_by_hand(self):
+        """The auxiliary loss is mean over reviewed examples of mean_e (p_u - h_uv)^2."""
+        model = tiny_cfan("cfan_1task", profile_weight=2.0)
+        randomize(model)
+        x = tiny_inputs()
+        x["review"][0] = 0  # one example without a review: excluded from the mean
+        model(x)
+        (value,) = model.losses
+        encoding = np.asarray(model.get_layer("review_encoder")(x["review"]))
+        profiles = np.asarray(model.get_layer("taste_profile").profiles)
+        rows = np.minimum(x["user_index"], NUM_USERS)
+        gaps = ((profiles[rows] - encoding) ** 2).mean(-1)
+        self.assertAllClose(float(value), 2.0 * gaps[1:].mean(), atol=1e-5)
+
+    def test_unknown_user_falls_back_to_agnostic_rating(self):
+        model = tiny_cfan("cfan_3task")
+        randomize(model)
+        x = tiny_inputs()
+        x["user_index"] = np.array([0, CFAN.UNKNOWN_USER, 1, 999], "int32")
+        for out in (model(x), model.predict_without_review(x)):
+            rating, agnostic = np.asarray(out["user_rating"]), np.asarray(out["agnostic_rating"])
+            np.testing.assert_allclose(rating[[1, 3]], agnostic[[1, 3]], atol=1e-6)
+            self.assertGreater(np.abs(rating[[0, 2]] - agnostic[[0, 2]]).max(), 1e-4)
+            self.assertTrue(np.all((rating > 0) & (rating < 1)))
+
+    def test_compile_helpers_and_fit_step(self):
+        model = tiny_cfan("cfan_3task")
+        self.assertEqual(
+            model.default_loss_weights(), {"user_rating": 1.0, "tag": 0.015, "agnostic_rating": 1.0}
+        )
+        model.compile(
+            optimizer="adam",
+            run_eagerly=True,  # three tiny steps: cheaper than tracing on a busy CPU
+            loss=model.default_losses(),
+            loss_weights=model.default_loss_weights(),
+            metrics=model.default_metrics(),
+        )
+        x = tiny_inputs(batch=8)
+        labels = {
+            "user_rating": np.array([1, 0, 1, 1, 0, 0, 1, 0], "float32"),
+            "tag": np.array([0, 1, -1, 3, 2, 0, 1, 1], "int32"),
+            "agnostic_rating": np.array([1, 0, 1, 0, 1, 0, 1, 0], "float32"),
+        }
+        features, targets = model.prepare_batch(dict(x, extra=np.zeros(8)), labels)
+        self.assertEqual(set(features), set(model.input_keys))
+        self.assertEqual(set(targets), set(model.output_keys))
+        history = model.fit(features, targets, batch_size=8, epochs=3, verbose=0)
+        losses = history.history["loss"]
+        self.assertTrue(np.all(np.isfinite(losses)))
+        self.assertLess(losses[-1], losses[0])
