@@ -1,7 +1,6 @@
 """TF Serving export: raw-input + tensor signatures, fresh-process reload, bad inputs (issue 5)."""
 
 import base64
-import io
 import json
 import os
 import subprocess
@@ -11,7 +10,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from tests._serving import fixtures as fx
 from tfaesthetic import export

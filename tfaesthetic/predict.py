@@ -240,7 +240,7 @@ def predict(
             if not isinstance(e, (OSError, tf.errors.InvalidArgumentError)):
                 raise
             lines = [line.strip() for line in str(getattr(e, "message", e)).splitlines() if line.strip()]
-            named = [line for line in lines if "image_bytes" in line]
+            named = [line.partition("assertion failed: ")[2] or line for line in lines if "image_bytes:" in line]
             entry["error"] = f"{type(e).__name__}: {(named or lines or [''])[0][:500]}"
             logging.error("%s: %s", path, entry["error"])
             results.append(entry)
@@ -285,18 +285,12 @@ def predict(
 def run(argv, flag_values=flags.FLAGS) -> int:
     """Runs the CLI on parsed flags; `argv[1:]` are the image files. Returns the exit status."""
     fv = flag_values
-    report = predict(
-        argv[1:],
-        out_dir=fv.out_dir,
-        comments=fv.comments,
-        user=fv.user,
-        image_ids=fv.image_id,
-        export_dir=fv.export_dir,
-        model=fv.model,
-        run_dir=fv.run_dir,
-        records_dir=fv.records,
-        panel_size=fv.panel_size,
-    )
+    if len(argv) < 2:
+        raise app.UsageError("Expected image files after the flags. Received: none")
+    try:
+        report = _predict_from_flags(argv, fv)
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
     for entry in report["predictions"]:
         if "error" in entry:
             print(f"{entry['image']}: ERROR {entry['error']}")
@@ -313,6 +307,21 @@ def run(argv, flag_values=flags.FLAGS) -> int:
         print(f"{entry['image']}: " + ", ".join(parts))
     print(f"Wrote {os.path.join(fv.out_dir, 'predictions.json')}")
     return 1 if any("error" in e for e in report["predictions"]) else 0
+
+
+def _predict_from_flags(argv, fv) -> dict:
+    return predict(
+        argv[1:],
+        out_dir=fv.out_dir,
+        comments=fv.comments,
+        user=fv.user,
+        image_ids=fv.image_id,
+        export_dir=fv.export_dir,
+        model=fv.model,
+        run_dir=fv.run_dir,
+        records_dir=fv.records,
+        panel_size=fv.panel_size,
+    )
 
 
 def main(argv):

@@ -1,9 +1,7 @@
 """Tiny records, images and models shared by the export and predict tests."""
 
 import io
-import os
 
-import keras
 import numpy as np
 from PIL import Image
 
