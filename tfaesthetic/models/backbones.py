@@ -65,6 +65,11 @@ class PixelPreprocessing(layers.Layer):
 
     Call arguments:
         inputs: float tensor `[..., 3]`, RGB pixels in [0, 255].
+
+    Reference:
+        The conventions of `keras.applications.imagenet_utils.preprocess_input`
+        (`caffe` for Simonyan & Zisserman's VGG-16, `tf` for Szegedy et al.'s
+        Inception-v3), which a test compares against.
     """
 
     MODES = ("caffe", "tf", "unit")
