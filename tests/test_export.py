@@ -106,7 +106,7 @@ def _expected_mracnn(world):
     values = np.arange(1, 11, dtype=np.float64)
     mean = (dist * values).sum(-1)
     return inputs, {"distribution": dist, "mean_score": mean, "label": (mean > 5.0).astype(np.int32),
-                    "attention": np.asarray(out["attention"])}
+                    "attention": np.asarray(out["attention"]), "has_comment": inputs["tokens"].any(-1).astype(np.int32)}
 
 
 def test_fresh_process_imports_only_tensorflow(world):
@@ -118,7 +118,8 @@ def test_fresh_process_imports_only_tensorflow(world):
 def test_raw_signature_in_fresh_process_matches_keras_model(world):
     _, expected = _expected_mracnn(world)
     served = _served(world, "mracnn_hex")
-    assert set(served) == {"distribution", "mean_score", "label", "attention"}
+    assert set(served) == {"distribution", "mean_score", "label", "attention", "has_comment"}
+    np.testing.assert_array_equal(served["has_comment"], [1, 1, 0, 1])
     for key, value in expected.items():
         np.testing.assert_allclose(served[key], value, atol=ATOL, err_msg=key)
     # Sanity: inputs differ, so do predictions (the comparison is not vacuous).
@@ -153,7 +154,7 @@ def test_undecodable_image_bytes_error_names_the_input(world):
             loaded.signatures["serving_default"](image_bytes=tf.constant([bad]), comments=tf.constant(["nice"]))
 
 
-def test_empty_comment_is_all_padding_image_only_prediction(world):
+def test_empty_comment_is_all_padding_tokens(world):
     model = world["mracnn"]
     max_len = model.input["tokens"].shape[1]
     served = _served(world, "mracnn_hex")
@@ -168,11 +169,28 @@ def test_empty_comment_is_all_padding_image_only_prediction(world):
     image = tf.constant([world["images"][2]] * 3)
     out = sig(image_bytes=image, comments=tf.constant(["", "   \n ", "?!... :-)"]))
     np.testing.assert_allclose(out["distribution"].numpy()[1:], np.repeat(out["distribution"].numpy()[:1], 2, 0), atol=1e-6)
+    np.testing.assert_array_equal(out["has_comment"].numpy(), [0, 0, 0])
+    # MFB fusion (the paper's) multiplies the streams: a zero text vector zeroes the joint
+    # vector, so every image gets the head's prior (documented; has_comment says so).
+    images = tf.constant(world["images"][:3])
+    out = sig(image_bytes=images, comments=tf.constant(["", "", ""]))
+    np.testing.assert_allclose(out["distribution"].numpy(), np.repeat(out["distribution"].numpy()[:1], 3, 0), atol=1e-6)
+
+
+def test_empty_comment_with_additive_fusion_predicts_from_the_image(world):
+    keras.utils.set_random_seed(11)
+    model = fx.tiny_mracnn(world["records"], fusion="concat")
+    fns = export.ServingFunctions(model, world["records"])
+    out = fns(image_bytes=world["images"][:3], comments=["", "", ""])
+    dist = out["distribution"].numpy()
+    assert np.abs(dist[0] - dist[1]).max() > 1e-6 and np.abs(dist[0] - dist[2]).max() > 1e-6
+    np.testing.assert_array_equal(out["has_comment"].numpy(), [0, 0, 0])
 
 
 def test_cfan_user_rating_and_unknown_user_fallback(world):
     served = _served(world, "cfan_rest_rows")
-    assert {"user_rating", "agnostic_rating", "label", "known_user", "attention"} <= set(served)
+    assert {"user_rating", "agnostic_rating", "label", "known_user", "attention", "has_comment"} <= set(served)
+    np.testing.assert_array_equal(served["has_comment"], [1, 0, 1, 1])
     np.testing.assert_array_equal(served["known_user"], [1, 1, 0, 1])
     # Unknown user -> the user-agnostic prediction.
     np.testing.assert_allclose(served["user_rating"][2], served["agnostic_rating"][2], atol=1e-6)
@@ -208,7 +226,8 @@ def test_saved_model_cli_lists_signatures_and_outputs(world):
         assert name in shown
     for name in ("inputs['image_bytes']", "inputs['comments']", "inputs['user_id']", "inputs['image_id']",
                  "inputs['image']", "inputs['review']", "inputs['user_index']",
-                 "outputs['user_rating']", "outputs['agnostic_rating']", "outputs['label']", "outputs['attention']"):
+                 "outputs['user_rating']", "outputs['agnostic_rating']", "outputs['label']", "outputs['attention']",
+                 "outputs['known_user']", "outputs['has_comment']"):
         assert name in shown, name
 
 
@@ -222,7 +241,7 @@ def test_models_config_sidecar_and_versions(world):
     sig = sidecar["signatures"]
     assert set(sig["serving_default"]["inputs"]) == {"image_bytes", "comments"}
     assert set(sig["serve_tensors"]["inputs"]) == {"image", "tokens"}
-    assert set(sig["serving_default"]["outputs"]) == {"distribution", "mean_score", "label", "attention"}
+    assert set(sig["serving_default"]["outputs"]) == {"distribution", "mean_score", "label", "attention", "has_comment"}
     assert os.path.basename(world["mracnn_dir"]) == "1"
 
 

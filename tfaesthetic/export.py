@@ -24,6 +24,8 @@ Both return the same named outputs:
   `mean_score` `[B]` (sum_i s_i p_i with the manifest's bin values s_i), `label`
   `[B]` int32 (1 when `mean_score` > the manifest threshold) and `attention`
   (`[B, T, h, w]`, absent for variants without attention).
+- models with a text stream also return `has_comment` `[B]` int32 (0 when the
+  comment / review was empty, i.e. all padding).
 - CFAN: `user_rating` `[B]` (the personalised probability that the user rates the
   image good), `agnostic_rating` `[B]`, `label` `[B]` int32 (1 when
   `agnostic_rating` > 0.5), `known_user` `[B]` int32, `tag` `[B, num_tags]` and
@@ -40,8 +42,13 @@ Bad inputs at serving time (documented in docs/serving.md and tested):
   `image_bytes:` and gives the batch positions at fault;
 - an empty comment (or one with no letters or digits) tokenises to all-padding
   tokens, exactly what the input pipeline produces for an image without comments,
-  so MRACNN predicts from the image alone and CFAN takes its no-review path (the
-  user's learned taste kernel).
+  and the output `has_comment` is 0 for that row. The Text-CNN then contributes a
+  zero vector: with `concat` / `sum` fusion MRACNN predicts from the image alone;
+  with the multiplicative fusions (`mfb`, the paper's, and `product`) the fused
+  vector is zero too, so the prediction is the head's prior (the same distribution
+  for every image) -- serve a `vision_only` model for comment-less images. CFAN
+  takes its no-review path (the user's learned taste kernel stands in for the
+  review).
 
 Besides the SavedModel, `export_model` writes `<version>/assets.extra/tfaesthetic.json`
 (inputs, outputs, score scale, id-map sizes and the bad-input rules) and
@@ -333,6 +340,10 @@ class ServingFunctions(tf.Module):
             result["tag"] = tf.cast(outputs["tag"], tf.float32)
         if "attention" in outputs:
             result["attention"] = tf.cast(outputs["attention"], tf.float32)
+        if self.text_key and self.text_key in inputs:
+            # 0 where the comment was empty (all padding): see the module docstring.
+            tokens = tf.cast(inputs[self.text_key], tf.int32)
+            result["has_comment"] = tf.cast(tf.reduce_any(tf.not_equal(tokens, features.PAD_ID), axis=-1), tf.int32)
         if not result:
             raise ValueError(
                 "Expected model outputs among distribution, user_rating, agnostic_rating, tag, attention. "
@@ -390,8 +401,13 @@ class ServingFunctions(tf.Module):
             "bad_input": {
                 "image_bytes": "bytes without a JPEG/PNG/GIF/BMP/WebP signature fail the request with "
                 "InvalidArgumentError 'image_bytes: ... batch positions ...'",
-                "comments": "an empty comment (no letters/digits) becomes all-padding tokens: "
-                + ("the review-free path (the user's taste kernel)" if self.is_cfan else "image-only evidence"),
+                "comments": "an empty comment (no letters/digits) becomes all-padding tokens, has_comment = 0: "
+                + (
+                    "the review-free path (the user's taste kernel)"
+                    if self.is_cfan
+                    else "the text stream gives zeros (concat/sum fusion: image-only prediction; "
+                    "mfb/product fusion: the head's prior, the same for every image)"
+                ),
                 "user_id": "unknown ids map to the out-of-vocabulary row; user_rating = agnostic_rating, known_user = 0",
                 "image_id": "unknown ids map to the out-of-vocabulary image row",
             },

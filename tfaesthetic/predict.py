@@ -256,6 +256,8 @@ def predict(
                 entry["known_user"] = bool(out["known_user"][0])
         if "agnostic_rating" in out:
             entry["agnostic_rating"] = float(out["agnostic_rating"][0])
+        if "has_comment" in out:
+            entry["has_comment"] = bool(out["has_comment"][0])
         if "tag" in out:
             entry["tag_probabilities"] = [round(float(p), 6) for p in out["tag"][0]]
         if "label" in out:

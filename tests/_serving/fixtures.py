@@ -76,14 +76,14 @@ def write_tiny_records(out_dir: str) -> str:
     return out_dir
 
 
-def tiny_mracnn(records_dir: str, variant: str = "full"):
+def tiny_mracnn(records_dir: str, variant: str = "full", fusion: str = "mfb"):
     """A tiny MRACNN (tiny backbone, 48 px, T = 2 glimpses)."""
     from tfaesthetic.models.mracnn import MRACNN
 
     manifest = writer.read_manifest(records_dir)
     return MRACNN(
         vocab_size=manifest["vocab_size"], num_bins=manifest["score_scale"]["num_bins"], backbone="tiny",
-        image_size=IMAGE_SIZE, max_len=MAX_LEN, variant=variant, recurrences=2, lstm_units=8, attention_units=8,
+        image_size=IMAGE_SIZE, max_len=MAX_LEN, variant=variant, fusion=fusion, recurrences=2, lstm_units=8, attention_units=8,
         embedding_dim=8, num_filters=4, mfb_k=2, mfb_o=4,
     )
 
