@@ -58,6 +58,9 @@ GENERATOR_VERSION = 1
 ATTRIBUTES = ("sharpness", "exposure", "composition", "colour", "noise")
 TAGS = ("landscape", "portrait", "still_life", "abstract", "architecture", "floral")
 
+# Attribute scores are 2 * Beta(a, a) - 1 with this a: < 1 makes flaws mostly either
+# clearly present or absent (as in real photos), 1 would be uniform.
+ATTRIBUTE_SHAPE = 0.6
 # Weights of the attributes in the latent quality Q.
 QUALITY_WEIGHTS = (0.9, 0.8, 0.7, 0.7, 0.45)
 # Small content effect on Q, per primary tag (semantic signal for the tag heads).
@@ -238,9 +241,16 @@ class _Canvas:
         # signed distance in image units (> 0 inside) -> coverage with a 1-px ramp
         return np.clip(signed_distance * self.size + 0.5, 0.0, 1.0)
 
-    def paint(self, mask, colour):
+    def _window(self, x0, y0, x1, y1):
+        """Pixel slices covering [x0, x1] x [y0, y1] (image units) plus a 2-px margin."""
+        lo = lambda v: int(min(max(math.floor(v * self.size) - 2, 0), self.size))
+        hi = lambda v: int(min(max(math.ceil(v * self.size) + 2, 0), self.size))
+        return slice(lo(y0), hi(y1)), slice(lo(x0), hi(x1))
+
+    def paint(self, mask, colour, window=(slice(None), slice(None))):
         mask = mask[..., None]
-        self.pixels = self.pixels * (1.0 - mask) + np.asarray(colour, np.float32) * mask
+        region = self.pixels[window]
+        self.pixels[window] = region * (1.0 - mask) + np.asarray(colour, np.float32) * mask
 
     def vertical_gradient(self, top, bottom, y0=0.0, y1=1.0):
         t = np.clip((self.y - y0) / max(y1 - y0, 1e-6), 0, 1)[..., None]
@@ -249,16 +259,20 @@ class _Canvas:
         self.pixels = self.pixels * (1 - mask) + grad * mask
 
     def disc(self, cx, cy, r, colour):
-        d = r - np.sqrt((self.x - cx) ** 2 + (self.y - cy) ** 2)
-        self.paint(self._edge(d), colour)
+        w = self._window(cx - r, cy - r, cx + r, cy + r)
+        d = r - np.sqrt((self.x[w] - cx) ** 2 + (self.y[w] - cy) ** 2)
+        self.paint(self._edge(d), colour, w)
 
     def ellipse(self, cx, cy, rx, ry, colour):
-        d = 1.0 - np.sqrt(((self.x - cx) / rx) ** 2 + ((self.y - cy) / ry) ** 2)
-        self.paint(self._edge(d * min(rx, ry)), colour)
+        w = self._window(cx - rx, cy - ry, cx + rx, cy + ry)
+        d = 1.0 - np.sqrt(((self.x[w] - cx) / rx) ** 2 + ((self.y[w] - cy) / ry) ** 2)
+        self.paint(self._edge(d * min(rx, ry)), colour, w)
 
     def rect(self, x0, y0, x1, y1, colour):
-        d = np.minimum(np.minimum(self.x - x0, x1 - self.x), np.minimum(self.y - y0, y1 - self.y))
-        self.paint(self._edge(d), colour)
+        w = self._window(x0, y0, x1, y1)
+        x, y = self.x[w], self.y[w]
+        d = np.minimum(np.minimum(x - x0, x1 - x), np.minimum(y - y0, y1 - y))
+        self.paint(self._edge(d), colour, w)
 
     def speckle(self, rng, amount, y0=0.0, y1=1.0):
         """Fine texture (grass, gravel, fabric) so that blur is measurable."""
@@ -645,7 +659,7 @@ def _describe_image(i: int, split: str, seed: int) -> DemoImage:
     seconds = _SECONDARY[TAGS[primary]]
     if seconds and rng.uniform() < SECONDARY_TAG_PROBABILITY:
         tags = (primary, TAGS.index(seconds[rng.integers(len(seconds))]))
-    attrs = rng.uniform(-1.0, 1.0, len(ATTRIBUTES))
+    attrs = 2.0 * rng.beta(ATTRIBUTE_SHAPE, ATTRIBUTE_SHAPE, len(ATTRIBUTES)) - 1.0
     placement = str(rng.choice(["thirds", "centre", "edge"], p=[0.45, 0.3, 0.25]))
     attrs[ATTRIBUTES.index("composition")] = {"thirds": 0.9, "centre": -0.3, "edge": -0.9}[placement] + rng.normal(0, 0.08)
     attrs = np.clip(attrs, -1.0, 1.0)
