@@ -234,7 +234,8 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
     train_iterator = iter(dist_train) if train_cfg.steps_per_epoch else None
     val_iterator = iter(dist_val) if dist_val is not None and train_cfg.validation_steps else None
     epoch = state.epoch
-    while not state.completed and not state.stopped_early and epoch < train_cfg.epochs:
+    # A run extended with more epochs continues; one stopped early stays stopped.
+    while not state.stopped_early and epoch < train_cfg.epochs:
         if train_cfg.schedule == "step_epochs":
             model.optimizer.learning_rate = trainer_lib.learning_rate_at_epoch(train_cfg, epoch)
         progbar = None

@@ -462,7 +462,8 @@ class RunState:
         best_epoch: its 0-based epoch, -1 before the first epoch.
         wait: epochs since the last improvement (early stopping).
         stopped_early: early stopping ended the run.
-        completed: training finished (all epochs, or stopped early).
+        completed: the last process working on the run finished training (all
+            configured epochs, or stopped early); a restart with more epochs continues.
     """
 
     def __init__(self, checkpoint_dir: str, *, patience: int = 5, write: bool = True):
@@ -650,7 +651,7 @@ class TrainResult:
         self.__dict__.update(kwargs)
 
 
-def train(config: config_lib.ExperimentConfig, run_dir: str) -> TrainResult:
+def train(config: config_lib.ExperimentConfig, run_dir: str, *, restore_best: bool = True) -> TrainResult:
     """Trains one experiment (the first half of `train_and_evaluate`).
 
     Leaves the global dtype policy at "mixed_float16" when the config asks for mixed
@@ -659,6 +660,8 @@ def train(config: config_lib.ExperimentConfig, run_dir: str) -> TrainResult:
     Args:
         config: the experiment config.
         run_dir: the run directory; an existing run there is resumed.
+        restore_best: load the best epoch's weights (lowest validation loss) into
+            the returned model; False keeps the last epoch's.
 
     Returns:
         A `TrainResult`.
@@ -689,7 +692,7 @@ def train(config: config_lib.ExperimentConfig, run_dir: str) -> TrainResult:
     else:
         model = _train_with_fit(config, task, strategy, state, work_dir)
     seconds = time.time() - started
-    best = state.best_weights_path()
+    best = state.best_weights_path() if restore_best else None
     if best:
         model.load_weights(best)
     return TrainResult(
@@ -790,7 +793,8 @@ def _train_with_fit(config, task, strategy, state, work_dir):
             print(f"Resuming {work_dir} after epoch {state.epoch} of {config.trainer.epochs}.")
     train_ds, val_ds = build_datasets(config, task, model)
     monitor = "val_loss" if val_ds is not None else "loss"
-    if state.completed or state.epoch >= config.trainer.epochs:
+    if state.stopped_early or state.epoch >= config.trainer.epochs:
+        # A finished run: nothing to train (a larger --epochs continues it).
         print(f"Training already complete in {work_dir} ({state.epoch} epochs).")
     else:
         callbacks = [

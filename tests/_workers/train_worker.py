@@ -3,7 +3,7 @@
 Usage: python tests/_workers/train_worker.py CONFIG_JSON RUN_DIR [WEIGHTS_NPZ] [--evaluate]
 
 Runs `tfaesthetic.trainer.train` (or `train_and_evaluate` with --evaluate, without
-export) and, when WEIGHTS_NPZ is given, saves the final model weights there (one
+export) and, when WEIGHTS_NPZ is given, saves the last epoch's model weights there (one
 array per variable, in `model.weights` order) and the run summary beside it as JSON.
 The devices (`num_logical_cpu_devices`) are configured here, before TensorFlow
 initialises them.
@@ -34,7 +34,7 @@ def main(argv):
         summary = trainer.train_and_evaluate(config, run_dir, export=False)
         model = None
     else:
-        result = trainer.train(config, run_dir)
+        result = trainer.train(config, run_dir, restore_best=False)
         model = result.model
         summary = {
             "epochs": result.state.epoch,

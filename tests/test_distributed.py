@@ -1,0 +1,87 @@
+"""MultiWorkerMirroredStrategy: the custom distributed loop with two worker processes on localhost."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests._workers.tiny import tiny_experiment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "_workers", "train_worker.py")
+
+
+def _free_ports(n):
+    sockets = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("localhost", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_two_workers_resume_from_chief_checkpoint_and_end_with_identical_weights(demo_records, tmp_path):
+    from tfaesthetic import trainer
+
+    run_dir = str(tmp_path / "run")
+    # Epoch 1 on one process: the chief's checkpoint the cluster resumes from. The
+    # second worker has no checkpoint of its own: it gets the chief's variables by
+    # broadcast, or the workers would end with different weights.
+    first = tiny_experiment("demo", demo_records, trainer__epochs=1)
+    resumed_from = trainer.train(first, run_dir, restore_best=False).model.get_weights()
+    assert _read_json(os.path.join(run_dir, "checkpoints", "state.json"))["epoch"] == 1
+
+    config = tiny_experiment("demo", demo_records, trainer__epochs=2, runtime__strategy="multi_worker")
+    config_path = str(tmp_path / "config.json")
+    config.save(config_path)
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs, logs = [], []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        log = open(tmp_path / f"worker{index}.log", "w")
+        logs.append(log)
+        out = str(tmp_path / f"weights{index}.npz")
+        procs.append(subprocess.Popen([sys.executable, WORKER, config_path, run_dir, out], env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [p.wait(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        for log in logs:
+            log.close()
+    text = [open(tmp_path / f"worker{i}.log").read() for i in range(2)]
+    assert codes == [0, 0], "\n\n".join(t[-4000:] for t in text)
+    assert "Resuming" in text[0] and "after epoch 1 of 2" in text[0]
+
+    w0, w1 = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
+    assert len(w0.files) == len(w1.files) > 0
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+    s0, s1 = _read_json(str(tmp_path / "weights0.npz.json")), _read_json(str(tmp_path / "weights1.npz.json"))
+    assert s0["num_replicas"] == s1["num_replicas"] == 2
+    assert s0["chief"] and not s1["chief"]
+    # The cluster-wide losses are all-reduced: both workers log the same values.
+    assert s0["epochs_run"] == [0, 1] and s1["epochs_run"] == [1]
+    np.testing.assert_allclose(s0["history"]["loss"][1:], s1["history"]["loss"], rtol=1e-6)
+    np.testing.assert_allclose(s0["history"]["val_loss"][1:], s1["history"]["val_loss"], rtol=1e-6)
+    # Only the chief wrote into the run directory.
+    state = _read_json(os.path.join(run_dir, "checkpoints", "state.json"))
+    assert state["epoch"] == 2 and state["completed"]
+    # The cluster trained on from the checkpoint: the weights moved.
+    assert any(not np.array_equal(w0[k], before) for k, before in zip(w0.files, resumed_from))
