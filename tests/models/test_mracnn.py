@@ -184,3 +184,59 @@ def test_mirrored_strategy_and_jit_compile():
     assert result["replicas"] == 2
     assert np.isfinite(result["loss"])
     assert result["jit_diff"] < 1e-4
+
+
+@pytest.mark.slow
+def test_learns_on_demo_records(demo_records):
+    """MRACNN (tiny backbone) beats the training prior on the demo validation split.
+
+    Baseline: the mean training distribution predicted for every image (the best
+    constant predictor of the distribution; its SRCC is undefined). Measured with
+    this budget (10 epochs, constant lr 3e-3, batch 16; validation = the 24 val
+    images of the fixture; 30-40 s on 2 busy cores) over training seeds 0, 1, 2:
+    validation EMD (r = 1) 0.067, 0.067, 0.075 against the prior's 0.090 (ratio
+    0.75-0.84), SRCC 0.73, 0.68, 0.65; epoch-to-epoch jitter of the EMD is about
+    ±0.005. The test asks for EMD <= 0.92 × the prior's (half the smallest gain
+    observed) and SRCC >= 0.45: on 24 images an uninformative predictor exceeds
+    0.45 with probability about 1 %, and the lowest seed is 0.2 above it.
+    """
+    from tfaesthetic.config import DataConfig
+    from tfaesthetic.data import build_dataset
+    from tfaesthetic.features import ScoreScale
+    from tfaesthetic.metrics import evaluate_distributions, evaluate_model
+    from tfaesthetic.records.writer import read_manifest
+
+    keras.utils.set_random_seed(0)
+    manifest = read_manifest(demo_records)
+    scale = ScoreScale.from_json(manifest["score_scale"])
+    config = DataConfig(
+        records_dir=demo_records, image_size=48, max_len=96, global_batch_size=16, seed=0, cache=True
+    )
+    train = build_dataset(config, is_training=True)
+    val = build_dataset(config, is_training=False, split="val", include_metadata=True)
+
+    train_targets = np.concatenate([labels["distribution"] for _, labels in build_dataset(config, False, split="train")])
+    val_targets = np.concatenate([labels["distribution"] for _, labels, _ in val])
+    prior = np.tile(train_targets.mean(axis=0), (len(val_targets), 1))
+    prior_emd = evaluate_distributions(val_targets, prior, scale=scale)["overall"]["emd"]
+
+    model = MRACNN(
+        vocab_size=manifest["vocab_size"],
+        num_bins=scale.num_bins,
+        backbone="tiny",
+        image_size=48,
+        max_len=96,
+        lstm_units=32,
+        attention_units=32,
+        embedding_dim=32,
+        num_filters=16,
+        mfb_k=4,
+        mfb_o=64,
+    )
+    model.compile(scale=scale, learning_rate=3e-3, jit_compile=False)
+    model.fit(train, epochs=10, verbose=0)
+
+    results = evaluate_model(model, val, scale=scale)["overall"]
+    assert results["count"] == len(val_targets) == manifest["splits"]["val"]
+    assert results["emd"] <= 0.92 * prior_emd, (results, prior_emd)
+    assert results["srcc"] >= 0.45, results
