@@ -836,7 +836,7 @@ def load_run_model(run_dir: str) -> keras.Model:
     if os.path.exists(path):
         import tfaesthetic.models  # noqa: F401  (registers the custom objects)
 
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, compile=False)
     config = config_lib.ExperimentConfig.load(os.path.join(run_dir, "config.json"))
     manifest = _read_manifest(config.data.records_dir)
     task = make_task(config, manifest)

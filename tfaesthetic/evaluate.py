@@ -1,0 +1,162 @@
+r"""Evaluate a run or an export on a records split: `python -m tfaesthetic.evaluate`.
+
+Prints the metrics table (overall and per tag) and writes it as JSON:
+
+    python -m tfaesthetic.evaluate --run_dir=runs/demo-20261123-200000
+    python -m tfaesthetic.evaluate --run_dir=runs/demo-... --split=val --output=val.json
+    python -m tfaesthetic.evaluate --export=runs/demo-.../export/mracnn --records=demo_records
+
+A run directory gives its model (`model.keras`, else its config and best or last
+checkpoint) and its records; an export directory (a version directory or the model
+directory holding integer versions) is evaluated through its `serve_tensors`
+signature on the records given with `--records` (they must share the export's
+vocabulary: the records it was trained on, or another split of them). MRACNN-like models get the seed 003 §IV-A table (accuracy, SRCC,
+PLCC, MAE, RMSE, EMD; overall and per tag); CFAN, BPR and VBPR the seed 000 metrics
+(AUC overall and per user, user-agnostic accuracy overall and per tag).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory of `python -m tfaesthetic.train`.")
+_EXPORT = flags.DEFINE_string("export", None, "SavedModel version directory, or a model directory with versions.")
+_RECORDS = flags.DEFINE_string("records", None, "Records directory (default: the run's / the export's).")
+_SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Records split.")
+_BATCH = flags.DEFINE_integer("batch_size", None, "Batch size (default: the run's).")
+_OUTPUT = flags.DEFINE_string("output", None, "JSON output (default <run_dir or export>/evaluation-<split>.json).")
+
+
+class ExportedModel:
+    """A SavedModel's `serve_tensors` signature, callable like a Keras model on feature dicts.
+
+    Args:
+        path: a SavedModel version directory (with `assets.extra/tfaesthetic.json`).
+    """
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        self.path = path
+        with open(os.path.join(path, "assets.extra", "tfaesthetic.json"), encoding="utf-8") as f:
+            self.sidecar = json.load(f)
+        self.loaded = tf.saved_model.load(path)
+        self.signature = self.loaded.signatures["serve_tensors"]
+        self.input_keys = tuple(self.sidecar["signatures"]["serve_tensors"]["inputs"])
+
+    def __call__(self, features, training=False):
+        import tensorflow as tf
+
+        specs = self.signature.structured_input_signature[1]
+        args = {k: tf.cast(features[k], specs[k].dtype) for k in self.input_keys}
+        return self.signature(**args)
+
+    def predict_on_batch(self, features):
+        return {k: v.numpy() for k, v in self(features).items()}
+
+
+def _data_config_for_export(sidecar: dict, records_dir: str, batch_size: int):
+    from tfaesthetic import config as config_lib
+
+    keys = tuple(sidecar["signatures"]["serve_tensors"]["inputs"])
+    review = any(k in keys for k in ("user_index", "image_index", "review"))
+    return config_lib.DataConfig(
+        records_dir=records_dir,
+        mode="review" if review else "image",
+        features=keys,
+        image_size=int(sidecar.get("image_size") or 224),
+        max_len=int(sidecar.get("max_len") or 200),
+        global_batch_size=batch_size,
+        augment=False,
+    )
+
+
+def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", batch_size=None) -> tuple:
+    """Evaluates a run directory or an export on a records split.
+
+    Args:
+        run_dir: a run directory (exclusive with `export`).
+        export: an export version or model directory.
+        records_dir: the records (default: the run's or the export's).
+        split: "train", "val" or "test".
+        batch_size: evaluation batch size (default: the run's, or 32).
+
+    Returns:
+        `(results dict, readable table)`.
+    """
+    from tfaesthetic import config as config_lib
+    from tfaesthetic import trainer
+
+    if bool(run_dir) == bool(export):
+        raise config_lib.ConfigError(
+            f"Give exactly one of --run_dir and --export. Received: --run_dir={run_dir} --export={export}"
+        )
+    if run_dir:
+        config = config_lib.ExperimentConfig.load(os.path.join(run_dir, "config.json"))
+        overrides = {}
+        if records_dir:
+            overrides["data.records_dir"] = records_dir
+        if batch_size:
+            overrides["data.global_batch_size"] = batch_size
+        config = config_lib.with_overrides(config, overrides)
+        manifest = trainer._read_manifest(config.data.records_dir)
+        task = trainer.make_task(config, manifest)
+        model = trainer.load_run_model(run_dir)
+        results, table = task.evaluate(model, split)
+        return results, table
+
+    from tfaesthetic.export import latest_version_dir
+
+    model = ExportedModel(latest_version_dir(export))
+    sidecar = model.sidecar
+    if not records_dir:
+        raise config_lib.ConfigError(f"Name the records to evaluate the export on. Received: --export={export} without --records")
+    manifest = trainer._read_manifest(records_dir)
+    if sidecar.get("vocab_size") and manifest.get("vocab_size") and sidecar["vocab_size"] != manifest["vocab_size"]:
+        raise config_lib.ConfigError(
+            f"The export's vocabulary has {sidecar['vocab_size']} ids but --records={records_dir} has "
+            f"{manifest['vocab_size']}: token ids would not match. Evaluate on the records it was trained on."
+        )
+    data_config = _data_config_for_export(sidecar, records_dir, batch_size or 32)
+    name = {"MRACNN": "mracnn", "CFAN": "cfan", "VBPR": "vbpr", "BPR": "bpr"}.get(sidecar.get("model_class"), "mracnn")
+    config = config_lib.ExperimentConfig(data=data_config, model=config_lib.ModelConfig(name=name))
+    config.model.variant = (sidecar.get("model_config") or {}).get("variant") or config_lib.DEFAULT_VARIANT[name]
+    task = trainer.make_task(config, manifest)
+    return task.evaluate(model, split)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from tfaesthetic import config as config_lib
+    from tfaesthetic import trainer
+
+    try:
+        results, table = evaluate_path(_RUN_DIR.value, _EXPORT.value, _RECORDS.value, _SPLIT.value, _BATCH.value)
+    except (config_lib.ConfigError, FileNotFoundError) as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 2
+    base = _RUN_DIR.value or _EXPORT.value
+    output = _OUTPUT.value or os.path.join(base, f"evaluation-{_SPLIT.value}.json")
+    payload = {
+        "source": os.path.abspath(base),
+        "kind": "run" if _RUN_DIR.value else "export",
+        "split": _SPLIT.value,
+        "records": _RECORDS.value,
+        "metrics": trainer._json_safe(results),
+    }
+    with open(output, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+    print(table)
+    print()
+    print(f"Metrics JSON: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
