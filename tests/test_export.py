@@ -109,12 +109,14 @@ def _expected_mracnn(world):
                     "attention": np.asarray(out["attention"]), "has_comment": inputs["tokens"].any(-1).astype(np.int32)}
 
 
+@pytest.mark.slow  # a fresh serving process / the saved_model_cli process
 def test_fresh_process_imports_only_tensorflow(world):
     modules = open(os.path.join(world["served"], "modules.txt")).read().split()
     assert "tfaesthetic" not in modules
     assert "tensorflow" in modules and "tensorflow_text" in modules
 
 
+@pytest.mark.slow  # a fresh serving process / the saved_model_cli process
 def test_raw_signature_in_fresh_process_matches_keras_model(world):
     _, expected = _expected_mracnn(world)
     served = _served(world, "mracnn_hex")
@@ -126,6 +128,7 @@ def test_raw_signature_in_fresh_process_matches_keras_model(world):
     assert np.abs(served["distribution"][0] - served["distribution"][1]).max() > 1e-6
 
 
+@pytest.mark.slow  # a fresh serving process / the saved_model_cli process
 def test_rest_body_with_b64_images_gives_the_same_answer(world):
     direct = _served(world, "mracnn_hex")
     for name in ("mracnn_rest_rows", "mracnn_rest_columns"):
@@ -142,6 +145,7 @@ def test_tensor_signature_matches_keras_model(world):
         np.testing.assert_allclose(out[key].numpy(), value, atol=ATOL, err_msg=key)
 
 
+@pytest.mark.slow  # a fresh serving process / the saved_model_cli process
 def test_undecodable_image_bytes_error_names_the_input(world):
     message = open(os.path.join(world["served"], "mracnn_bad_bytes.error")).read()
     assert message.startswith("InvalidArgumentError")
@@ -187,6 +191,7 @@ def test_empty_comment_with_additive_fusion_predicts_from_the_image(world):
     np.testing.assert_array_equal(out["has_comment"].numpy(), [0, 0, 0])
 
 
+@pytest.mark.slow  # a fresh serving process / the saved_model_cli process
 def test_cfan_user_rating_and_unknown_user_fallback(world):
     served = _served(world, "cfan_rest_rows")
     assert {"user_rating", "agnostic_rating", "label", "known_user", "attention", "has_comment"} <= set(served)
@@ -214,6 +219,7 @@ def test_cfan_user_rating_and_unknown_user_fallback(world):
     assert not inputs["review"][1].any()
 
 
+@pytest.mark.slow  # a fresh serving process / the saved_model_cli process
 def test_saved_model_cli_lists_signatures_and_outputs(world):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     proc = subprocess.run(
@@ -292,3 +298,14 @@ def test_serving_preprocessing_equals_the_input_pipeline(world):
     np.testing.assert_array_equal(raw["tokens"].numpy(), feats["tokens"].numpy())
     np.testing.assert_allclose(raw["image"].numpy(), feats["image"].numpy(), atol=1e-4)
     assert feats["tokens"].numpy().any()
+
+
+@pytest.mark.parametrize("variant, raw_inputs", [("text_only", ["comments"]), ("vision_only", ["image_bytes"])])
+def test_single_stream_variants_take_only_their_raw_input(world, variant, raw_inputs):
+    fns = export.ServingFunctions(fx.tiny_mracnn(world["records"], variant=variant), world["records"])
+    assert [s.name for s in fns.raw_signature] == raw_inputs
+    raw = {"comments": ["nice light", ""], "image_bytes": world["images"][:2]}
+    out = fns(**{k: raw[k] for k in raw_inputs})
+    assert out["distribution"].shape == (2, 10)
+    assert ("attention" in out) == (variant == "vision_only")
+    assert ("has_comment" in out) == (variant == "text_only")
