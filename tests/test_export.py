@@ -309,3 +309,17 @@ def test_single_stream_variants_take_only_their_raw_input(world, variant, raw_in
     assert out["distribution"].shape == (2, 10)
     assert ("attention" in out) == (variant == "vision_only")
     assert ("has_comment" in out) == (variant == "text_only")
+
+
+def test_records_that_do_not_match_the_model_are_refused(world, tmp_path):
+    from tfaesthetic.models.mracnn import MRACNN
+
+    wrong_vocab = MRACNN(vocab_size=5, num_bins=10, backbone="tiny", image_size=fx.IMAGE_SIZE, max_len=fx.MAX_LEN,
+                         variant="text_only", embedding_dim=4, num_filters=2)
+    with pytest.raises(ValueError, match=r"vocab_size=5\. Received: \d+ from vocab.txt"):
+        export.ServingFunctions(wrong_vocab, world["records"])
+    wrong_bins = MRACNN(vocab_size=export.ServingFunctions(world["mracnn"], world["records"]).vocabulary.size,
+                        num_bins=7, backbone="tiny", image_size=fx.IMAGE_SIZE, max_len=fx.MAX_LEN,
+                        variant="text_only", embedding_dim=4, num_filters=2)
+    with pytest.raises(ValueError, match=r"num_bins=7\. Received: 10 from score_scale"):
+        export.export_model(wrong_bins, world["records"], str(tmp_path), model_name="m")

@@ -267,6 +267,8 @@ class ServingFunctions(tf.Module):
             ids = _read_id_map(os.path.join(records_dir, writer.IMAGES_FILE))
             self.images = IdLookup(ids, int(manifest.get("num_images", len(ids))), name="images")
 
+        self._check_model_matches_records(model)
+
         self.tensor_signature = [_spec_of(t, n) for n, t in sorted(self.inputs.items())]
         raw = []
         if self.has_image:
@@ -278,6 +280,23 @@ class ServingFunctions(tf.Module):
         if self.images is not None:
             raw.append(tf.TensorSpec([None], tf.string, name="image_id"))
         self.raw_signature = raw
+
+    def _check_model_matches_records(self, model) -> None:
+        """Refuses records that do not fit the model (a wrong --records would serve garbage)."""
+        checks = []
+        if self.vocabulary is not None and getattr(model, "vocab_size", None) is not None:
+            checks.append(("vocab_size", int(model.vocab_size), self.vocabulary.size, "vocab.txt"))
+        if self.users is not None and getattr(model, "num_users", None) is not None:
+            checks.append(("num_users", int(model.num_users), self.users.oov_index, "manifest num_users"))
+        outputs = model.output if isinstance(model.output, dict) else {}
+        if "distribution" in outputs:
+            checks.append(("num_bins", int(outputs["distribution"].shape[-1]), self.scale.num_bins, "score_scale"))
+        for name, expected, received, where in checks:
+            if expected != received:
+                raise ValueError(
+                    f"The records do not match the model: the model has {name}={expected}. "
+                    f"Received: {received} from {where} in {self.records_dir}"
+                )
 
     # ---------------------------------------------------------------- preprocessing
     def decode_images(self, image_bytes: tf.Tensor) -> tf.Tensor:
