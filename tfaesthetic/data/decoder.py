@@ -36,7 +36,7 @@ class Decoder:
             "image_id": parsed[features.IMAGE_ID],
             "image_index": parsed[features.IMAGE_INDEX],
             "image_format": parsed[features.IMAGE_FORMAT],
-            "encoded": tf.cond(has_image, lambda: encoded[0], lambda: tf.constant(b"")),
+            "encoded": tf.strings.reduce_join(encoded),  # the one value, or b"" when absent
             "has_image": has_image,
             "votes": parsed[features.VOTES],
             "tags": parsed[features.TAGS],

@@ -218,27 +218,35 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
     if is_training and not cache:
         dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     decoder = decoder_lib.Decoder()
-    dataset = dataset.map(
-        lambda s: parser.parse_image(decoder(s)), num_parallel_calls=AUTOTUNE, deterministic=deterministic
-    )
+    augment = parser.augment_image if is_training else (lambda parsed: parsed)
+    image_mode = config.mode == "image"
+
+    def finish(parsed):
+        # Per-image steps after the (cacheable) deterministic parse, fused in one map.
+        parsed = augment(parsed)
+        if not image_mode:
+            return parsed
+        feats, labels, metadata = parser.image_example(parsed)
+        return (feats, labels, metadata) if include_metadata else (feats, labels)
+
+    map_kwargs = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if cache:
-        dataset = dataset.cache()
+        dataset = dataset.map(lambda s: parser.parse_image(decoder(s)), **map_kwargs).cache()
         if is_training:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if is_training:
-        dataset = dataset.map(parser.augment_image, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-
-    if config.mode == "image":
-        dataset = dataset.map(parser.image_example, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        dataset = dataset.map(finish, **map_kwargs)
     else:
+        dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s))), **map_kwargs)
+
+    if not image_mode:
         dataset = dataset.flat_map(parser.review_examples)
+        if not include_metadata:
+            dataset = dataset.map(lambda f, l, m: (f, l), **map_kwargs)
         if is_training:
             # Reviews of one image arrive together; mix them across images. The
             # buffered reviews of one image share its decoded pixels.
             dataset = dataset.shuffle(max(64, min(config.shuffle_buffer, 8 * batch_size)), seed=seed)
 
-    if not include_metadata:
-        dataset = dataset.map(lambda f, l, m: (f, l), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
     dataset = dataset.prefetch(AUTOTUNE)
 
