@@ -600,7 +600,10 @@ def _read_manifest(records_dir: str) -> dict:
 
     if not os.path.exists(os.path.join(records_dir, "manifest.json")):
         raise config_lib.ConfigError(f"No manifest.json in the records directory. Received: --records={records_dir}")
-    return read_manifest(records_dir)
+    try:
+        return read_manifest(records_dir)
+    except ValueError as e:
+        raise config_lib.ConfigError(f"Unreadable records. Received: --records={records_dir} ({e})") from e
 
 
 def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:

@@ -1,0 +1,96 @@
+"""`python -m tfaesthetic.train`: the no-flag run end to end (tiny demo), and flags that contradict each other."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, cwd, timeout=600, **env_overrides):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
+    env.pop("TF_CONFIG", None)
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "-m", "tfaesthetic.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slow
+def test_no_flags_builds_demo_trains_evaluates_and_exports(tmp_path):
+    result = _run([], cwd=str(tmp_path), TFAESTHETIC_DEMO_SIZE="tiny")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    out = result.stdout
+    # The demo records were built in the working directory.
+    manifest = json.loads((tmp_path / "demo_records_tiny" / "manifest.json").read_text())
+    assert manifest["splits"]["test"] > 0 and manifest["has_images"]
+    # One run directory with the resolved config, metrics, model, logs and export.
+    runs = glob.glob(str(tmp_path / "runs" / "demo-*"))
+    assert len(runs) == 1, runs
+    run_dir = runs[0]
+    config = json.loads(open(os.path.join(run_dir, "config.json")).read())
+    assert config["model"]["name"] == "mracnn" and config["model"]["variant"] == "full"
+    assert config["trainer"]["epochs"] == 2 and config["data"]["records_dir"] == "demo_records_tiny"
+    metrics = json.loads(open(os.path.join(run_dir, "metrics.json")).read())
+    assert metrics["test"]["overall"]["count"] == manifest["splits"]["test"]
+    assert metrics["epochs_run"] == [0, 1]
+    assert os.path.exists(os.path.join(metrics["export"], "saved_model.pb"))
+    assert os.path.exists(os.path.join(run_dir, "model.keras"))
+    assert glob.glob(os.path.join(run_dir, "logs", "**", "events.out.tfevents*"), recursive=True)
+    # The printed summary: the metrics table and where everything went.
+    assert "| overall" in out and "SRCC" in out
+    for label in ("Run directory:", "TensorBoard:", "Export:", "Metrics:"):
+        assert label in out, label
+    assert metrics["export"] in out
+
+
+def _fake_records(tmp_path, **changes):
+    """A records directory whose manifest says something (no shards needed: it fails first)."""
+    manifest = {
+        "schema_version": 1,
+        "splits": {"train": 8, "val": 2, "test": 2},
+        "score_scale": {"num_bins": 10, "values": [float(v) for v in range(1, 11)], "threshold": 5.0},
+        "num_users": 3,
+        "num_images": 12,
+        "num_train_images": 8,
+        "num_tags": 2,
+        "vocab_size": 10,
+        "has_images": True,
+    }
+    manifest.update(changes)
+    path = tmp_path / "records"
+    path.mkdir()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return str(path)
+
+
+CONTRADICTIONS = [
+    (["--variant=text_only", "--feature_cache=cache", "--notrainable_backbone"], ["--variant=text_only", "--feature_cache=cache"]),
+    (["--strategy=multi_worker"], ["--strategy=multi_worker", "TF_CONFIG"]),
+    (["--model=cfan", "--variant=full"], ["--variant=full", "--model=cfan"]),
+    (["--model=bpr", "--weights=imagenet", "--backbone=vgg16"], ["--weights=imagenet", "--model=bpr"]),
+    (["--epochs=0"], ["--epochs=0"]),
+]
+
+
+@pytest.mark.parametrize("args,named", CONTRADICTIONS, ids=[" ".join(a) for a, _ in CONTRADICTIONS])
+def test_contradictory_flags_fail_before_training(tmp_path, args, named):
+    result = _run(args, cwd=str(tmp_path), timeout=120)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    for flag in named:
+        assert flag in result.stderr, (flag, result.stderr[-2000:])
+    # Nothing was built or trained.
+    assert not (tmp_path / "demo_records").exists() and not (tmp_path / "runs").exists()
+
+
+def test_image_model_on_records_without_images_fails_naming_the_flags(tmp_path):
+    records = _fake_records(tmp_path, has_images=False)
+    result = _run(["--records=" + records, "--variant=vision_only"], cwd=str(tmp_path), timeout=180)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "--variant=vision_only" in result.stderr and f"--records={records}" in result.stderr
+    assert "has_images: false" in result.stderr
+    assert not (tmp_path / "runs").exists()
