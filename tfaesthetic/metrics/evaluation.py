@@ -71,7 +71,7 @@ def pearson(x, y) -> float:
     """Pearson correlation; NaN with fewer than 2 values or a constant side."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    if len(x) < 2:
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     xc, yc = x - x.mean(), y - y.mean()
     denom = math.sqrt(float((xc * xc).sum()) * float((yc * yc).sum()))
