@@ -519,7 +519,7 @@ def _demo():
     return ExperimentConfig(
         data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=64, global_batch_size=32, shuffle_buffer=1024),
         model=ModelConfig(name="mracnn", variant="full", backbone="tiny", params=dict(_DEMO_MRACNN_PARAMS)),
-        trainer=TrainerConfig(epochs=8, learning_rate=1e-3, schedule="step_epochs", decay_rate=0.1, decay_every=10),
+        trainer=TrainerConfig(epochs=12, learning_rate=1e-3, schedule="step_epochs", decay_rate=0.1, decay_every=10),
     )
 
 

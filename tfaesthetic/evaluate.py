@@ -112,10 +112,10 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
 
     from tfaesthetic.export import latest_version_dir
 
-    model = ExportedModel(latest_version_dir(export))
-    sidecar = model.sidecar
     if not records_dir:
         raise config_lib.ConfigError(f"Name the records to evaluate the export on. Received: --export={export} without --records")
+    model = ExportedModel(latest_version_dir(export))
+    sidecar = model.sidecar
     manifest = trainer._read_manifest(records_dir)
     if sidecar.get("vocab_size") and manifest.get("vocab_size") and sidecar["vocab_size"] != manifest["vocab_size"]:
         raise config_lib.ConfigError(

@@ -156,6 +156,9 @@ def build_config():
             )
         records_dir = config_lib.DEMO_RECORDS_DIR + ("" if demo_size == "default" else f"_{demo_size}")
         config = config_lib.with_overrides(config, {"data.records_dir": records_dir, **DEMO_SIZES[demo_size]["overrides"]})
+    if config.trainer.verbose == 1 and not sys.stdout.isatty():
+        # Logs and pipes: one line per epoch instead of a redrawn progress bar.
+        config = config_lib.with_overrides(config, {"trainer.verbose": 2})
     config = config_lib.with_overrides(config, overrides_from_flags())
     # Fail on contradictory flags before building anything.
     config_lib.validate(config)
