@@ -253,8 +253,11 @@ def test_models_config_sidecar_and_versions(world):
 
 def test_next_version_and_refusals(world, tmp_path):
     base = str(tmp_path / "export")
-    first = export.export_model(world["mracnn"], world["records"], base, model_name="m", serving_base_path=None)
-    second = export.export_model(world["mracnn"], os.path.join(world["records"], "manifest.json"), base, model_name="m")
+    small = fx.tiny_mracnn(world["records"], variant="text_only")  # the cheapest export
+    first = export.export_model(small, world["records"], base, model_name="m", serving_base_path=None)
+    config = open(os.path.join(base, "models.config")).read()
+    assert f'base_path: "{os.path.abspath(os.path.join(base, "m"))}"' in config
+    second = export.export_model(small, os.path.join(world["records"], "manifest.json"), base, model_name="m")
     assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
     assert not [d for d in os.listdir(os.path.join(base, "m")) if d.startswith(".tmp")]
     with pytest.raises(FileExistsError, match="Export version exists"):
