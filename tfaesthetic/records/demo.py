@@ -53,7 +53,7 @@ from tfaesthetic import features
 
 GENERATOR_NAME = "tfaesthetic.records.demo"
 # Bump when the generated content changes, so `ensure_demo_records` rebuilds.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 ATTRIBUTES = ("sharpness", "exposure", "composition", "colour", "noise")
 TAGS = ("landscape", "portrait", "still_life", "abstract", "architecture", "floral")
@@ -96,9 +96,9 @@ FEELING_PROBABILITY = 0.18  # type II
 CONTRADICTION_PROBABILITY = 0.06  # a type I sentence that contradicts the image
 
 # Rendering.
-MAX_BLUR_SIGMA = 0.045  # in units of the image size, at sharpness -1
+MAX_BLUR_SIGMA = 0.06  # in units of the image size, at sharpness -1
 MAX_EXPOSURE_STOPS = 1.5  # at exposure -1 (dark or bright)
-MAX_NOISE_STD = 0.09  # on the [0, 1] intensity scale, at noise -1
+MAX_NOISE_STD = 0.06  # on the [0, 1] intensity scale, at noise -1
 MAX_HUE_SPREAD = 0.5  # in turns of the colour wheel, at colour -1
 JPEG_QUALITY = 90
 
