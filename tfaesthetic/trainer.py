@@ -612,6 +612,16 @@ def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
     config = config_lib.resolve(config)
     manifest = _read_manifest(config.data.records_dir)
     config_lib.validate(config, manifest=manifest, environ=environ)
+    if config.data.feature_cache_dir:
+        from tfaesthetic import data
+
+        # The input pipeline declares when it reads cached backbone features; never
+        # accept the flag and silently train from pixels.
+        if not getattr(data, "SUPPORTS_FEATURE_CACHE", False):
+            raise config_lib.ConfigError(
+                "This input pipeline does not read cached backbone features yet. "
+                f"Received: --feature_cache={config.data.feature_cache_dir}"
+            )
     return config, manifest
 
 
