@@ -159,3 +159,26 @@ def test_mirrored_strategy_on_two_logical_cpus(demo_records, tmp_path):
     assert all(np.isfinite(v) for v in summary["history"]["loss"])
     weights = np.load(out)
     assert len(weights.files) > 0 and all(np.all(np.isfinite(weights[k])) for k in weights.files)
+
+
+def test_run_state_patience_best_epoch_and_reload(tmp_path):
+    import keras
+
+    from tfaesthetic.trainer import RunState
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    state = RunState(str(tmp_path), patience=2)
+    val_losses = [1.0, 0.5, 0.7, 0.6, 0.4]
+    stops = [state.end_epoch(model, epoch, {"loss": 1.0, "val_loss": v}, "val_loss") for epoch, v in enumerate(val_losses[:4])]
+    # Best at epoch 1 (0.5); epochs 2 and 3 do not improve: patience 2 stops after epoch 3.
+    assert stops == [False, False, False, True]
+    assert (state.best_epoch, state.best_value, state.wait, state.epoch) == (1, 0.5, 2, 4)
+    reloaded = RunState(str(tmp_path), patience=2).load()
+    assert reloaded.to_dict() == state.to_dict()
+    assert reloaded.history["val_loss"] == val_losses[:4] and reloaded.epochs_run == [0, 1, 2, 3]
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".h5")) == ["best.weights.h5", "epoch-0004.weights.h5"]
+    # An improvement resets the counter.
+    assert not reloaded.end_epoch(model, 4, {"loss": 1.0, "val_loss": 0.4}, "val_loss")
+    assert (reloaded.best_epoch, reloaded.wait) == (4, 0)
