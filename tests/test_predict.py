@@ -128,3 +128,26 @@ def test_bad_arguments_name_what_was_received(setup, tmp_path):
                         export_dir=setup["mracnn_export"])
     with pytest.raises(FileNotFoundError, match="integer versions"):
         predict.load_predictor(export_dir=str(tmp_path))
+
+
+def test_attention_overlay_layout_and_scaling():
+    from tfaesthetic import visualize
+
+    image = np.full((30, 40, 3), 200, np.uint8)
+    maps = np.zeros((2, 4, 4))
+    maps[0, 0, 0] = 1.0  # top-left peak
+    maps[1, 3, 3] = 0.2  # bottom-right peak (scale does not matter)
+    overlay = visualize.attention_overlay(image, maps, panel_size=32, alpha=0.5, cmap="gray")
+    assert overlay.shape == (32, 96, 3) and overlay.dtype == np.uint8
+    np.testing.assert_array_equal(overlay[:, :32], 200)  # the image panel, resized
+    first, second = overlay[:, 32:64, 0].astype(int), overlay[:, 64:, 0].astype(int)
+    assert first[0, 0] > first[-1, -1] and second[-1, -1] > second[0, 0]
+    assert first[0, 0] == second[-1, -1]  # each map scaled to its own range
+    # alpha = 0 shows the image only; a uniform map is drawn flat.
+    np.testing.assert_array_equal(visualize.attention_overlay(image, maps, panel_size=32, alpha=0.0)[:, 32:64], 200)
+    flat = visualize.attention_overlay(image, np.ones((4, 4)), panel_size=32)
+    assert flat[:, 32:].std(axis=(0, 1)).max() == 0
+    with pytest.raises(ValueError, match=r"Received: maps.shape=\(2, 3, 4, 4\)"):
+        visualize.attention_overlay(image, np.ones((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match=r"Received: distribution.shape=\(3,\), values.shape=\(10,\)"):
+        visualize.save_distribution_plot("/dev/null", [0.2, 0.3, 0.5], range(1, 11))

@@ -45,7 +45,9 @@ def attention_overlay(image, maps, *, panel_size: int = 224, alpha: float = 0.5,
     Args:
         image: uint8 or float `[H, W, 3]` pixels in [0, 255].
         maps: `[h, w]` (one map) or `[T, h, w]` attention weights (any
-            non-negative values; each map is scaled to [0, 1] by its maximum).
+            non-negative values). Each map is min-max scaled to [0, 1], so the
+            colours show where the map is relatively high; a uniform map is
+            drawn as all low.
         panel_size: side of each square panel in pixels.
         alpha: opacity of the colour-mapped attention.
         cmap: a matplotlib colour map name.
@@ -68,8 +70,8 @@ def attention_overlay(image, maps, *, panel_size: int = 224, alpha: float = 0.5,
     panels = [base]
     for m in maps:
         m = np.nan_to_num(np.clip(m, 0, None))
-        peak = m.max()
-        m = m / peak if peak > 0 else m
+        spread = m.max() - m.min()
+        m = (m - m.min()) / spread if spread > 0 else np.zeros_like(m)
         up = Image.fromarray((m * 255).astype(np.uint8)).resize((panel_size, panel_size), Image.BILINEAR)
         heat = colormap(np.asarray(up, np.float64) / 255.0)[..., :3] * 255.0
         panels.append((1.0 - alpha) * base + alpha * heat)
