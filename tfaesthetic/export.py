@@ -328,7 +328,18 @@ class ServingFunctions(tf.Module):
 
     # ---------------------------------------------------------------- outputs
     def postprocess(self, outputs: dict, inputs: dict) -> dict:
-        """Model outputs -> the named serving outputs."""
+        """Model outputs -> the named serving outputs.
+
+        Args:
+            outputs: the model's output dict.
+            inputs: the model's input dict (user indices and tokens are read).
+
+        Reference:
+            Zhang et al., "Multimodal recurrent attention CNN for image aesthetic
+            prediction", IEEE TMM 2020 (seed 003), §IV-A "Evaluation Criteria": the mean score
+            sum_i s_i p_i of the predicted distribution and the good/bad split at
+            the threshold (5 on AVA).
+        """
         outputs = dict(outputs) if isinstance(outputs, dict) else {"distribution": outputs}
         result = {}
         if "distribution" in outputs:
