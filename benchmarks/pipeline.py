@@ -11,7 +11,7 @@ Measures, on one records directory (the demo records by default):
 3. records bytes against source bytes (image files + comments as JSON lines).
 
 Usage:
-    python benchmarks/pipeline.py [--num_images 800] [--image_size 224] [--batch_size 32]
+    python benchmarks/pipeline.py [--num_images 800] [--image_sizes 64,224] [--batch_size 32]
 
 Prints a table and writes `benchmarks/results/pipeline-<host>-<date>.json`.
 """
@@ -46,17 +46,34 @@ import json, resource, sys, time
 import tensorflow as tf
 from tfaesthetic.config import DataConfig
 from tfaesthetic.data import build_dataset
+
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
 records_dir, image_size, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-config = DataConfig(records_dir=records_dir, image_size=image_size, global_batch_size=batch_size, shuffle_buffer=2048, seed=0)
+config = DataConfig(records_dir=records_dir, image_size=image_size, global_batch_size=batch_size, shuffle_buffer=2048)
 ds = build_dataset(config, is_training=True)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = status("VmRSS")
+peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:  # reset the high-water mark (Linux >= 4.0) so VmHWM is the peak of the pass alone
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    reset = True
+except OSError:
+    reset = False
 n = 0
 start = time.perf_counter()
 for feats, labels in ds:
     n += int(feats["image"].shape[0])
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print("RESULT " + json.dumps({"examples": n, "seconds": seconds, "rss_before_pass_mb": before / 1024, "peak_rss_mb": peak / 1024}))
+print("RESULT " + json.dumps({
+    "examples": n, "seconds": seconds, "rss_before_pass_mb": before, "peak_rss_during_pass_mb": status("VmHWM") if reset else None,
+    "rss_after_pass_mb": status("VmRSS"), "peak_rss_process_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_before_pass_mb": peak_before}))
 """
 
 
@@ -199,14 +216,18 @@ def _python_tokenizer(vocab_path):
     return tokenize
 
 
-def naive_pass(source_dir, vocab_path, image_size, batch_size, max_len):
-    """Reads files one by one, Pillow decode+resize, Python tokenisation, np.stack batches."""
+def naive_pass(source_dir, vocab_path, image_size, batch_size, max_len, factor=1):
+    """Reads files one by one, Pillow decode+resize, Python tokenisation, np.stack batches.
+
+    `factor` goes over the training rows that many times (as the x`factor` records hold
+    each image that many times).
+    """
     from PIL import Image
 
     tokenize = _python_tokenizer(vocab_path)
     with open(os.path.join(source_dir, "comments.jsonl"), encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
-    rows = [r for r in rows if r["split"] == "train"]
+    rows = [r for r in rows if r["split"] == "train"] * factor
     start = time.perf_counter()
     cpu = time.process_time()
     n = 0
@@ -257,21 +278,67 @@ def memory_pass(records_dir, image_size, batch_size):
     return json.loads(line[len("RESULT "):])
 
 
+def _peak(mem):
+    """Peak RSS of the pass alone when the high-water mark could be reset, else of the process."""
+    return mem["peak_rss_during_pass_mb"] or mem["peak_rss_process_mb"]
+
+
 def _dir_bytes(path, predicate=lambda name: True):
     return sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path) if predicate(n))
+
+
+def throughput(records_dir, source_dir, vocab, image_size, batch_size, max_len, repeats, factor):
+    """Paired naive/pipeline throughput at one image size.
+
+    The machine may be shared, so load drifts: naive passes and pipeline epochs
+    alternate and the ratio is taken per adjacent pair (median over pairs). The
+    first of each warms the file cache and tf.data's autotuner and is not counted.
+    Process CPU seconds per example are reported too: they do not depend on load.
+    """
+    start = time.perf_counter()
+    ds = make_pipeline(records_dir, image_size, batch_size, max_len)
+    build_seconds = time.perf_counter() - start
+    first = pipeline_epoch(ds)
+    naive_pass(source_dir, vocab, image_size, batch_size, max_len, factor)
+    naive, piped = [], []
+    for _ in range(repeats):
+        naive.append(naive_pass(source_dir, vocab, image_size, batch_size, max_len, factor))
+        piped.append(pipeline_epoch(ds))
+    naive_rates = [n / s for n, s, _ in naive]
+    pipe_rates = [n / s for n, s, _ in piped]
+    naive_cpu = float(np.median([c / n for n, _, c in naive]))
+    pipe_cpu = float(np.median([c / n for n, _, c in piped]))
+    return {
+        "image_size": image_size,
+        "naive_examples_per_s": float(np.median(naive_rates)),
+        "build_dataset_examples_per_s": float(np.median(pipe_rates)),
+        "ratio": float(np.median([p / q for p, q in zip(pipe_rates, naive_rates)])),
+        "ratio_definition": "median over alternating (naive pass, pipeline epoch) pairs of pipeline/naive",
+        "build_dataset_first_epoch_incl_construction_examples_per_s": first[0] / (first[1] + build_seconds),
+        "build_dataset_construction_seconds": build_seconds,
+        "naive_cpu_ms_per_example": 1000 * naive_cpu,
+        "build_dataset_cpu_ms_per_example": 1000 * pipe_cpu,
+        "cpu_efficiency_ratio": naive_cpu / pipe_cpu,
+        "naive_runs": [{"examples": n, "seconds": s, "cpu_seconds": c} for n, s, c in naive],
+        "build_dataset_runs": [{"examples": n, "seconds": s, "cpu_seconds": c} for n, s, c in piped],
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records_dir", default="", help="existing records; default: build demo records")
     parser.add_argument("--num_images", type=int, default=800)
-    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument(
+        "--image_sizes", default="64,224",
+        help="comma-separated sizes: 64 is the demo experiments' input (no resize), 224 VGG16's (upscaled)",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--max_len", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5, help="timed (naive, pipeline) pairs after a warm-up")
+    parser.add_argument("--max_len", type=int, default=64, help="64: the demo experiments' max_len")
+    parser.add_argument("--repeats", type=int, default=3, help="timed (naive, pipeline) pairs after a warm-up")
     parser.add_argument("--memory_factor", type=int, default=4)
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.image_sizes.split(",") if s.strip()]
 
     import tensorflow as tf
 
@@ -290,34 +357,21 @@ def main(argv=None):
     records_total = _dir_bytes(records_dir)
     vocab = os.path.join(records_dir, "vocab.txt")
 
-    # The machine is shared, so load drifts: naive passes and pipeline epochs
-    # alternate, and the ratio is taken per adjacent pair (median over pairs). The
-    # first of each warms the file cache and tf.data's autotuner and is not counted.
-    start = time.perf_counter()
-    ds = make_pipeline(records_dir, args.image_size, args.batch_size, args.max_len)
-    build_seconds = time.perf_counter() - start
-    first = pipeline_epoch(ds)
-    first_epoch_rate = first[0] / (first[1] + build_seconds)
-    naive_pass(source_dir, vocab, args.image_size, args.batch_size, args.max_len)
-    naive, piped = [], []
-    for _ in range(args.repeats):
-        naive.append(naive_pass(source_dir, vocab, args.image_size, args.batch_size, args.max_len))
-        piped.append(pipeline_epoch(ds))
-    naive_rates = [n / s for n, s, _ in naive]
-    pipe_rates = [n / s for n, s, _ in piped]
-    # CPU seconds per example do not depend on the load of a shared machine.
-    naive_cpu = float(np.median([c / n for n, _, c in naive]))
-    pipe_cpu = float(np.median([c / n for n, _, c in piped]))
-    naive_rate = float(np.median(naive_rates))
-    pipe_rate = float(np.median(pipe_rates))
-    pair_ratio = float(np.median([p / q for p, q in zip(pipe_rates, naive_rates)]))
-
+    # Throughput is measured on the x`memory_factor` records (each image repeated
+    # under new ids) so that an epoch is long enough to amortise the per-epoch start
+    # (file opening, filling the shuffle buffer); the naive loop goes over the
+    # source rows as many times.
     big_dir = os.path.join(work, f"records_x{args.memory_factor}")
     small_dir = os.path.join(work, "records_x1")
     _write_scaled_records(small_dir, rows, manifest, 1)
     _write_scaled_records(big_dir, rows, manifest, args.memory_factor)
-    mem_small = memory_pass(small_dir, args.image_size, args.batch_size)
-    mem_big = memory_pass(big_dir, args.image_size, args.batch_size)
+    speeds = [
+        throughput(big_dir, source_dir, vocab, size, args.batch_size, args.max_len, args.repeats, args.memory_factor)
+        for size in sizes
+    ]
+
+    mem_small = memory_pass(small_dir, sizes[-1], args.batch_size)
+    mem_big = memory_pass(big_dir, sizes[-1], args.batch_size)
 
     n_train = manifest["splits"]["train"]
     result = {
@@ -330,26 +384,15 @@ def main(argv=None):
         "records": kind,
         "num_images": len(rows),
         "train_examples": n_train,
-        "image_size": args.image_size,
+        "throughput_train_examples_per_epoch": n_train * args.memory_factor,
         "batch_size": args.batch_size,
         "max_len": args.max_len,
-        "throughput": {
-            "naive_examples_per_s": naive_rate,
-            "build_dataset_examples_per_s": pipe_rate,
-            "ratio": pair_ratio,
-            "ratio_definition": "median over alternating (naive pass, pipeline epoch) pairs of pipeline/naive",
-            "build_dataset_first_epoch_incl_construction_examples_per_s": first_epoch_rate,
-            "build_dataset_construction_seconds": build_seconds,
-            "naive_cpu_ms_per_example": 1000 * naive_cpu,
-            "build_dataset_cpu_ms_per_example": 1000 * pipe_cpu,
-            "cpu_efficiency_ratio": naive_cpu / pipe_cpu,
-            "naive_runs": [{"examples": n, "seconds": s, "cpu_seconds": c} for n, s, c in naive],
-            "build_dataset_runs": [{"examples": n, "seconds": s, "cpu_seconds": c} for n, s, c in piped],
-        },
+        "throughput": speeds,
         "memory": {
+            "image_size": sizes[-1],
             "x1": dict(mem_small, train_images=n_train),
             f"x{args.memory_factor}": dict(mem_big, train_images=n_train * args.memory_factor),
-            "growth_ratio": mem_big["peak_rss_mb"] / mem_small["peak_rss_mb"],
+            "growth_ratio": _peak(mem_big) / _peak(mem_small),
         },
         "size": {
             "source_bytes": source_bytes,
@@ -360,21 +403,30 @@ def main(argv=None):
         "targets": {"ratio_min": 3.0, "memory_growth_max": 1.10},
     }
 
-    rows_out = [
-        ("naive (files + Pillow + Python tokens), median", f"{naive_rate:,.0f} ex/s"),
-        ("build_dataset (train branch), median", f"{pipe_rate:,.0f} ex/s"),
-        ("ratio, median of paired runs (target >= 3x)", f"{pair_ratio:.2f}x"),
-        ("build_dataset, 1st epoch incl. construction", f"{first_epoch_rate:,.0f} ex/s"),
-        ("CPU ms/example: naive / build_dataset", f"{1000 * naive_cpu:.2f} / {1000 * pipe_cpu:.2f} "
-         f"({naive_cpu / pipe_cpu:.2f}x less CPU)"),
-        (f"peak RSS, {n_train} train images", f"{mem_small['peak_rss_mb']:,.0f} MB"),
-        (f"peak RSS, {n_train * args.memory_factor} train images", f"{mem_big['peak_rss_mb']:,.0f} MB"),
+    rows_out = []
+    for sp in speeds:
+        px = f"{sp['image_size']}px"
+        rows_out += [
+            (f"[{px}] naive (files + Pillow + Python tokens)", f"{sp['naive_examples_per_s']:,.0f} ex/s"),
+            (f"[{px}] build_dataset (train branch)", f"{sp['build_dataset_examples_per_s']:,.0f} ex/s"),
+            (f"[{px}] ratio, median of paired runs (target >= 3x)", f"{sp['ratio']:.2f}x"),
+            (f"[{px}] build_dataset, 1st epoch incl. construction",
+             f"{sp['build_dataset_first_epoch_incl_construction_examples_per_s']:,.0f} ex/s"),
+            (f"[{px}] CPU ms/example: naive / build_dataset",
+             f"{sp['naive_cpu_ms_per_example']:.2f} / {sp['build_dataset_cpu_ms_per_example']:.2f} "
+             f"({sp['cpu_efficiency_ratio']:.2f}x less CPU)"),
+        ]
+    rows_out += [
+        (f"peak RSS during a pass, {n_train} train images", f"{_peak(mem_small):,.0f} MB "
+         f"(before the pass {mem_small['rss_before_pass_mb']:,.0f} MB)"),
+        (f"peak RSS during a pass, {n_train * args.memory_factor} train images", f"{_peak(mem_big):,.0f} MB "
+         f"(before the pass {mem_big['rss_before_pass_mb']:,.0f} MB)"),
         ("memory growth (target flat)", f"{result['memory']['growth_ratio']:.3f}x"),
         ("source bytes (images + comments.jsonl)", f"{source_bytes:,}"),
         ("shard bytes", f"{records_bytes:,} ({records_bytes / source_bytes:.2f}x source)"),
     ]
     width = max(len(a) for a, _ in rows_out)
-    print(f"\ninput pipeline, {len(rows)} {kind} images, {args.image_size}px, batch {args.batch_size}, "
+    print(f"\ninput pipeline, {len(rows)} {kind} images, batch {args.batch_size}, max_len {args.max_len}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for a, b in rows_out:
         print(f"  {a:<{width}}  {b}")

@@ -53,12 +53,18 @@ def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     # Antialiasing only matters when shrinking, and its kernel is ~6x slower than
     # plain bilinear: use it only then.
     shrinking = tf.logical_or(shape[0] > image_size, shape[1] > image_size)
+    same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
     image = tf.cond(
-        shrinking,
-        lambda: tf.image.resize(image, size, antialias=True),
-        lambda: tf.image.resize(image, size),
+        same,
+        lambda: image,
+        lambda: tf.cond(
+            shrinking,
+            lambda: tf.image.resize(image, size, antialias=True),
+            lambda: tf.image.resize(image, size),
+        ),
     )
     image.set_shape([image_size, image_size, 3])
+    # Interpolation is a convex combination, but float rounding can pass 255 by an ulp.
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
@@ -127,6 +133,16 @@ class Parser:
         self.augment = augment
         self.vocabulary = vocabulary
         self.seed = seed
+
+    def decoder_outputs(self) -> tuple:
+        """The `Decoder` outputs `parse_image` reads (the rest need not be parsed)."""
+        keys = ["image_id", "votes", "tags"]
+        keys.append("comment_text" if self.vocabulary is not None else "comment_tokens")
+        if "image" in self.features:
+            keys.append("encoded")
+        if self.mode == "review":
+            keys += ["image_index", "comment_user", "comment_rating"]
+        return tuple(keys)
 
     # --- per-image, deterministic -------------------------------------------------
 

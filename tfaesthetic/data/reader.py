@@ -217,7 +217,7 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
     cache = getattr(config, "cache", False)
     if is_training and not cache:
         dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    decoder = decoder_lib.Decoder()
+    decoder = decoder_lib.Decoder(parser.decoder_outputs())
     augment = parser.augment_image if is_training else (lambda parsed: parsed)
     image_mode = config.mode == "image"
 
