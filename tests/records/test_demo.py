@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import optimize
 
 from tfaesthetic import features
 from tfaesthetic.records import demo
@@ -119,17 +120,27 @@ def _standardize(train, *others):
     return [(a - mu) / sd for a in (train,) + others]
 
 
-def _fit_logistic(x, y, l2=1.0, iterations=12):
-    """L2-regularised logistic regression by Newton's method (bias not penalised)."""
+def _fit_logistic(x, y, l2=1.0):
+    """L2-regularised logistic regression (bias not penalised), fitted with L-BFGS.
+
+    L-BFGS needs only matrix-vector products; Newton's method on these small
+    problems spends its time in multi-threaded LAPACK calls that crawl on a
+    loaded 2-core machine.
+    """
     x = np.hstack([x, np.ones((len(x), 1))])
-    w = np.zeros(x.shape[1])
-    penalty = l2 * np.eye(x.shape[1])
-    penalty[-1, -1] = 0.0
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-x @ w))
-        hessian = x.T @ (x * (p * (1 - p))[:, None]) + penalty
-        w -= np.linalg.solve(hessian, x.T @ (p - y) + penalty @ w)
-    return w
+    penalised = np.ones(x.shape[1])
+    penalised[-1] = 0.0
+
+    def loss_and_gradient(w):
+        z = x @ w
+        loss = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * np.sum(penalised * w * w)
+        gradient = x.T @ (1.0 / (1.0 + np.exp(-z)) - y) + l2 * penalised * w
+        return loss, gradient
+
+    result = optimize.minimize(
+        loss_and_gradient, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 1000}
+    )
+    return result.x
 
 
 def _accuracy(w, x, y):
@@ -357,7 +368,7 @@ def test_image_statistics_predict_good_bad_above_majority(demo_splits):
     rows = _all_images(demo_splits)
     x, y = np.array([_image_statistics(r["image"]) for r in rows]), _good(rows)
     accuracy, baseline = _cross_validated_accuracy(x, y), _majority(y)
-    # Observed: ACC_IMG_CV vs a BASE_CV majority baseline.
+    # Observed: 0.72 vs a 0.53 majority baseline.
     assert accuracy >= baseline + 0.10, (accuracy, baseline)
 
     train, held_out = demo_splits["train"], demo_splits["val"] + demo_splits["test"]
@@ -367,7 +378,7 @@ def test_image_statistics_predict_good_bad_above_majority(demo_splits):
     )
     w = _fit_logistic(x_train, _good(train))
     accuracy, baseline = _accuracy(w, x_held, _good(held_out)), _majority(_good(held_out))
-    # Observed: ACC_IMG_SPLIT vs BASE_SPLIT.
+    # Observed: 0.73 vs 0.54.
     assert accuracy >= baseline + 0.06, (accuracy, baseline)
 
 
@@ -384,13 +395,13 @@ def test_comment_bag_of_words_predicts_good_bad_above_majority(demo_records, dem
     rows = _all_images(demo_splits)
     y = _good(rows)
     accuracy, baseline = _cross_validated_accuracy(bag(rows), y, l2=3.0), _majority(y)
-    # Observed: ACC_BOW_CV vs BASE_CV.
+    # Observed: 0.84 vs 0.53.
     assert accuracy >= baseline + 0.10, (accuracy, baseline)
 
     train, held_out = demo_splits["train"], demo_splits["val"] + demo_splits["test"]
     w = _fit_logistic(bag(train), _good(train), l2=3.0)
     accuracy, baseline = _accuracy(w, bag(held_out), _good(held_out)), _majority(_good(held_out))
-    # Observed: ACC_BOW_SPLIT vs BASE_SPLIT.
+    # Observed: 0.83 vs 0.54.
     assert accuracy >= baseline + 0.06, (accuracy, baseline)
 
 
@@ -429,6 +440,6 @@ def test_derived_ratings_follow_user_tastes(demo_records, demo_splits):
     assert len(y_held) > 200
     image_only = _accuracy(_fit_logistic(x_train, y_train, l2=3.0), x_held, y_held)
     per_user = _accuracy(_fit_logistic(personal(x_train, u_train), y_train, l2=3.0), personal(x_held, u_held), y_held)
-    # Observed: ~0.77 vs ~0.68 (majority ~0.52).
+    # Observed: 0.79 vs 0.71 (majority 0.50).
     assert image_only >= _majority(y_held) + 0.05, (image_only, _majority(y_held))
     assert per_user >= image_only + 0.05, (per_user, image_only)

@@ -53,7 +53,7 @@ from tfaesthetic import features
 
 GENERATOR_NAME = "tfaesthetic.records.demo"
 # Bump when the generated content changes, so `ensure_demo_records` rebuilds.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 ATTRIBUTES = ("sharpness", "exposure", "composition", "colour", "noise")
 TAGS = ("landscape", "portrait", "still_life", "abstract", "architecture", "floral")
@@ -77,7 +77,7 @@ VOTES_PER_IMAGE = (50, 200)
 
 # Users: weight of the shared quality in a user's opinion, of the attribute(s) the
 # user cares about, of the other attributes, and the spread of biases and noise.
-OPINION_QUALITY_WEIGHT = 0.5
+OPINION_QUALITY_WEIGHT = 0.8
 TASTE_FOCUS_WEIGHT = 1.6
 TASTE_SECOND_WEIGHT = 0.8
 TASTE_BASE_WEIGHT = 0.1
