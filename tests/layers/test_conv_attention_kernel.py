@@ -8,8 +8,8 @@ from tests.test_case import TestCase
 from tfaesthetic.layers.conv_attention_kernel import ConvAttentionKernel
 
 
-def numpy_conv_attention(feature_map, encoding, w_k, b_k, kernel_size):
-    """Loop reference: K = sigmoid(W_k h + b_k); e = K * f_v ('same', stride 1); softmax (Eq. 5)."""
+def numpy_conv_attention(feature_map, encoding, w_k, b_k, kernel_size, scale=1.0):
+    """Loop reference: K = sigmoid(W_k h + b_k); e = K * f_v ('same', stride 1) * scale; softmax (Eq. 5)."""
     batch, height, width, channels = feature_map.shape
     pad = kernel_size // 2
     attention = np.zeros((batch, height, width))
@@ -21,7 +21,7 @@ def numpy_conv_attention(feature_map, encoding, w_k, b_k, kernel_size):
         logits = np.zeros((height, width))
         for i in range(height):
             for j in range(width):
-                logits[i, j] = np.sum(padded[i : i + kernel_size, j : j + kernel_size, :] * kernel)
+                logits[i, j] = scale * np.sum(padded[i : i + kernel_size, j : j + kernel_size, :] * kernel)
         e = np.exp(logits - logits.max())
         attention[b] = e / e.sum()
         attended[b] = feature_map[b] * attention[b][..., None] * height * width
@@ -46,12 +46,15 @@ class ConvAttentionKernelTest(TestCase):
         )
 
     def test_eq5_matches_numpy_loop(self):
-        for kernel_size in (1, 3):
+        for kernel_size, scale_logits in ((1, False), (3, False), (3, True)):
             feature_map, encoding = self._inputs()
-            layer = ConvAttentionKernel(kernel_size=kernel_size, kernel_initializer="random_normal")
+            layer = ConvAttentionKernel(
+                kernel_size=kernel_size, scale_logits=scale_logits, kernel_initializer="random_normal"
+            )
             attended, attention = layer(feature_map, encoding)
             w_k, b_k = (np.asarray(v) for v in layer.get_weights())
-            ref_attended, ref_attention = numpy_conv_attention(feature_map, encoding, w_k, b_k, kernel_size)
+            scale = 1.0 / np.sqrt(kernel_size * kernel_size * 4) if scale_logits else 1.0
+            ref_attended, ref_attention = numpy_conv_attention(feature_map, encoding, w_k, b_k, kernel_size, scale)
             np.testing.assert_allclose(np.asarray(attention), ref_attention, atol=1e-5, rtol=1e-4)
             np.testing.assert_allclose(np.asarray(attended), ref_attended, atol=1e-4, rtol=1e-4)
 

@@ -1,6 +1,7 @@
 """Review-conditioned convolutional attention of CFAN (seed 000, Eq. 5)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -13,7 +14,7 @@ class ConvAttentionKernel(keras.layers.Layer):
     is the channel count of the visual feature map `f_v` ("K has the same number of
     channels as the visual feature f_v"). Each example's kernel is convolved with
     that example's feature map (stride 1, "same" zero padding, one output channel),
-    giving logits `e_uv = K * f_v` of shape `[h, w]`; a softmax over all `h * w`
+    giving logits `e_uv = K * f_v` of shape `[h, w]` (scaled, see below); a softmax over all `h * w`
     positions gives the attention map `a_uv` (Eq. 5), which sums to 1.
 
     The attended, user-specific feature map returned is
@@ -27,6 +28,14 @@ class ConvAttentionKernel(keras.layers.Layer):
     (`einsum`), so there is a Python loop over kernel taps only, never over
     examples.
 
+    Logit scale. With `scale_logits=True` (default) the logits are divided by
+    `sqrt(kernel_size**2 * D)` before the softmax. Eq. 5 has no such factor, but K is
+    positive (a sigmoid) and backbone features are non-negative (ReLU), so an
+    unscaled logit sums `k*k*D` positive terms (4608 for a 3x3 kernel on VGG16's 512
+    channels): the softmax saturates to a one-hot map at initialisation and its
+    gradient vanishes (on the demo records the review path then is learned in some
+    runs only). `scale_logits=False` gives Eq. 5 literally.
+
     Kernel size. §4.1 only says the attention map is 10x10(x512), "the same as the
     feature map", which fixes stride 1 and "same" padding but not the spatial
     size; the Fig. 6 description it points to is not in the text we have. We use a
@@ -36,6 +45,7 @@ class ConvAttentionKernel(keras.layers.Layer):
 
     Args:
         kernel_size: odd int, spatial size of the per-example kernel.
+        scale_logits: divide the logits by `sqrt(kernel_size**2 * D)`.
         kernel_initializer: initializer of `W_k`.
         bias_initializer: initializer of `b_k`.
         **kwargs: standard layer arguments.
@@ -56,6 +66,7 @@ class ConvAttentionKernel(keras.layers.Layer):
     def __init__(
         self,
         kernel_size=3,
+        scale_logits=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         **kwargs,
@@ -66,6 +77,7 @@ class ConvAttentionKernel(keras.layers.Layer):
                 "`kernel_size` must be a positive odd int. " f"Received: kernel_size={kernel_size!r}"
             )
         self.kernel_size = kernel_size
+        self.scale_logits = scale_logits
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
@@ -111,6 +123,8 @@ class ConvAttentionKernel(keras.layers.Layer):
     def call(self, feature_map, encoding):
         kernel = self.compute_kernel(encoding)
         logits = self.attention_logits(feature_map, kernel)
+        if self.scale_logits:
+            logits = logits / float(np.sqrt(self.kernel_size * self.kernel_size * self._channels))
         shape = ops.shape(logits)
         flat = ops.reshape(logits, (shape[0], -1))
         attention = ops.reshape(ops.softmax(flat, axis=-1), shape)
@@ -126,6 +140,7 @@ class ConvAttentionKernel(keras.layers.Layer):
         config.update(
             {
                 "kernel_size": self.kernel_size,
+                "scale_logits": self.scale_logits,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
