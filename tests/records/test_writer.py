@@ -179,12 +179,18 @@ def test_bad_images_rules(tmp_path):
     records.append(
         features.ImageRecord(image_id="missing", load_image=helpers._file_loader(str(image_dir / "nope.jpg")))
     )
+
+    def broken_loader():
+        raise KeyError("no such archive member")
+
+    records.append(features.ImageRecord(image_id="broken", load_image=broken_loader))
     manifest, rejections = helpers.write(tmp_path / "out", records)
 
     assert manifest["counts"]["rejected"] == {
         "image:missing_image_file": 1,
         "image:undecodable_image": 2,
         "image:unknown_image_format": 1,
+        "image:unreadable_image": 1,
     }
     # png_as_jpg and rgba (a PNG too) are declared jpeg: kept with the detected format.
     assert manifest["counts"]["kept"] == {"image:image_format_mismatch": 2}
@@ -195,6 +201,7 @@ def test_bad_images_rules(tmp_path):
     assert by_id["empty"]["reason"] == "undecodable_image"
     assert by_id["text"]["reason"] == "unknown_image_format"
     assert by_id["missing"]["reason"] == "missing_image_file" and "nope.jpg" in by_id["missing"]["detail"]
+    assert by_id["broken"]["reason"] == "unreadable_image" and "KeyError" in by_id["broken"]["detail"]
     assert by_id["png_as_jpg"]["action"] == "kept"
     raws = {r["image_id"].numpy().decode(): r for r in _read_all(tmp_path / "out", "train")}
     assert sorted(raws) == ["gray", "ok", "png_as_jpg", "rgba"]

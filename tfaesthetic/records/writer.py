@@ -10,6 +10,7 @@ listed in `rejected.jsonl`):
 - `votes` with a number of values other than `scale.num_bins`, or negative counts:
   rejected (`votes_wrong_num_bins`, `invalid_votes`);
 - image loader raising `FileNotFoundError`/`OSError`: rejected (`missing_image_file`);
+  raising anything else: rejected (`unreadable_image`, the exception in `detail`);
 - image bytes that `tf.io.decode_image` (the decoder the input pipeline uses)
   cannot decode, including truncated files and empty files: rejected
   (`undecodable_image`); unknown magic bytes: rejected (`unknown_image_format`);
@@ -121,8 +122,13 @@ def _check_image(record, validate_images, rejections, source) -> Optional[str]:
     """Loads and validates the image; returns its detected format or None (rejected)."""
     try:
         data = _load_bytes(record)
-    except (FileNotFoundError, OSError) as e:
+    except OSError as e:
         rejections.reject("missing_image_file", source=source, image_id=record.image_id, detail=str(e))
+        return None
+    except Exception as e:  # A source's loader failing otherwise must not stop the build.
+        rejections.reject(
+            "unreadable_image", source=source, image_id=record.image_id, detail=f"{type(e).__name__}: {e}"
+        )
         return None
     if not data:
         rejections.reject("undecodable_image", source=source, image_id=record.image_id, detail="empty image bytes")
