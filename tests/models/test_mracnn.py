@@ -31,13 +31,14 @@ TINY = dict(
 )
 
 
-def tiny_inputs(model, batch=3, seed=0):
+def tiny_inputs(model=None, batch=3, seed=0):
+    """Random inputs; only the keys `model` reads (all keys without a model)."""
     rng = np.random.default_rng(seed)
     data = {
         "image": rng.uniform(0, 255, size=(batch, 32, 32, 3)).astype("float32"),
         "tokens": np.where(rng.uniform(size=(batch, 12)) < 0.7, rng.integers(2, 40, size=(batch, 12)), 0).astype("int32"),
     }
-    return {key: data[key] for key in model.input_keys}
+    return data if model is None else {key: data[key] for key in model.input_keys}
 
 
 VARIANT_CASES = {
@@ -78,6 +79,9 @@ class MRACNNTest(TestCase):
                     self.assertAllClose(np.sum(outputs["attention"], (-1, -2)), np.ones((3, t)), atol=1e-5)
                 else:
                     self.assertNotIn("attention", outputs)
+                # The pipeline may yield both keys: each variant picks its own by name.
+                both = model(tiny_inputs(), training=False)
+                self.assertAllClose(both["distribution"], outputs["distribution"], atol=1e-6)
                 restored = self.run_model_saving_test(model, inputs)
                 self.assertIsInstance(restored, MRACNN)
                 self.assertEqual(restored.get_config(), model.get_config())

@@ -274,6 +274,20 @@ class MRACNN(keras.Model):
         """Whether the model outputs attention maps."""
         return self.variant in _HAS_ATTENTION
 
+    def call(self, inputs, training=None, mask=None):
+        # Pick the variant's inputs by key: the pipeline may yield both "image"
+        # and "tokens", and a one-input functional graph would otherwise take
+        # the first tensor of the dict whatever its key.
+        if isinstance(inputs, dict):
+            missing = [key for key in self.input_keys if key not in inputs]
+            if missing:
+                raise ValueError(
+                    f"MRACNN variant {self.variant!r} needs inputs {list(self.input_keys)}. "
+                    f"Received: inputs with keys {sorted(inputs)}"
+                )
+            inputs = {key: inputs[key] for key in self.input_keys}
+        return super().call(inputs, training=training, mask=mask)
+
     def initialize_embeddings(self, matrix, trainable=False):
         """Loads word vectors (e.g. GloVe) into the Text-CNN embedding table.
 
