@@ -108,6 +108,7 @@ def test_pad_tokens_truncates_and_pads():
     assert dense.numpy().tolist() == [[5, 6, 7], [0, 0, 0], [9, 0, 0]]
 
 
+@pytest.mark.slow
 def test_tokenizer_survives_saved_model_in_fresh_process(tmp_path):
     vocab = _vocab()
     module = tf.Module()
