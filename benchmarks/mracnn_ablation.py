@@ -175,6 +175,11 @@ def main(argv=None):
         f"{args.epochs} epochs, lr {args.learning_rate}, batch {args.batch_size}, seeds {seeds}"
     )
     table = format_table(rows, title=title, row_header="variant")
+    if len(seeds) > 1:
+        spread = ["", f"Spread over the {len(seeds)} seeds (standard deviation):", "",
+                  "| variant | SRCC std | EMD std |", "|---|---:|---:|"]
+        spread += [f"| {name} | {rows[name]['srcc_std']:.4f} | {rows[name]['emd_std']:.4f} |" for name in names]
+        table = table + "\n" + "\n".join(spread)
     print(table)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(args.out_dir, exist_ok=True)
