@@ -43,7 +43,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from typing import Callable, Optional
 
@@ -711,6 +710,11 @@ def generate_demo(
 
     Returns:
         A `DemoData`.
+
+    Reference:
+        SPEC §2.5 (demo data); the ratings follow Wang et al., "Personalized image
+        aesthetic assessment with reviews and collaborative filtering", IJCAI 2018,
+        §4.1; the votes use the AVA 1..10 scale of Murray et al., CVPR 2012.
     """
     if num_images < 10:
         raise ValueError(f"The demo needs at least 10 images. Received: num_images={num_images}")
@@ -813,7 +817,12 @@ def build_demo(
 
     Returns:
         The manifest dict (also in `out_dir/manifest.json`); its `generator` entry
-        holds `generator_params(...)`, and `review_types` the derivation summary.
+        holds `generator_params(...)`, `review_types` the number of comments of each
+        review type, and `consistency` Eq. 7 of the derived ratings against the votes.
+
+    Reference:
+        Wang et al., IJCAI 2018, §4.1 and Eq. 7 (review -> rating derivation and its
+        consistency check).
     """
     from tfaesthetic.records import reviews
     from tfaesthetic.records import writer
