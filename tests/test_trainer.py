@@ -149,13 +149,16 @@ def test_mirrored_strategy_on_two_logical_cpus(demo_records, tmp_path):
     config.save(config_path)
     out = str(tmp_path / "weights.npz")
     result = subprocess.run(
-        [sys.executable, WORKER, config_path, str(tmp_path / "run"), out],
+        [sys.executable, WORKER, config_path, str(tmp_path / "run"), out, "--evaluate"],
         env=_env(), capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = _read_json(out + ".json")
     assert summary["num_replicas"] == 2
     assert summary["epochs_run"] == [0, 1]
+    # Evaluation after a mirrored run sees each test image once (not once per replica).
+    manifest = _read_json(os.path.join(demo_records, "manifest.json"))
+    assert summary["test"]["overall"]["count"] == manifest["splits"]["test"]
     assert all(np.isfinite(v) for v in summary["history"]["loss"])
     weights = np.load(out)
     assert len(weights.files) > 0 and all(np.all(np.isfinite(weights[k])) for k in weights.files)

@@ -267,11 +267,4 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
     for writer in writers.values():
         writer.close()
     # A plain copy for evaluation and export, free of the cluster's collectives.
-    plain = task.build_model()
-    trainer_lib.compile_model(plain, task, config)
-    plain.optimizer.build(plain.trainable_variables)
-    for target, source in zip(plain.variables, model.variables):
-        target.assign(keras.ops.convert_to_numpy(source))
-    for target, source in zip(plain.optimizer.variables, model.optimizer.variables):
-        target.assign(keras.ops.convert_to_numpy(source))
-    return plain
+    return trainer_lib.plain_copy(model, task, config)

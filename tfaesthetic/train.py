@@ -162,6 +162,11 @@ def build_config():
     config = config_lib.with_overrides(config, overrides_from_flags())
     # Fail on contradictory flags before building anything.
     config_lib.validate(config)
+    if config.runtime.num_logical_cpu_devices > 1:
+        # Before any TensorFlow op (building the demo records runs some).
+        from tfaesthetic import trainer
+
+        trainer.configure_logical_devices(config.runtime.num_logical_cpu_devices)
     if uses_demo:
         from tfaesthetic.records import demo
 

@@ -795,6 +795,23 @@ def _check_same_experiment(config, config_path):
             )
 
 
+def plain_copy(model, task: Task, config) -> keras.Model:
+    """A copy of a model trained under a strategy, built under the default strategy.
+
+    Keras' `predict_on_batch` under a `MirroredStrategy` feeds the whole batch to
+    every replica and concatenates their outputs; evaluation, saving and export use
+    this copy instead (same weights, same optimizer state).
+    """
+    plain = task.build_model()
+    compile_model(plain, task, config)
+    plain.optimizer.build(plain.trainable_variables)
+    for target, source in zip(plain.variables, model.variables):
+        target.assign(keras.ops.convert_to_numpy(source))
+    for target, source in zip(plain.optimizer.variables, model.optimizer.variables):
+        target.assign(keras.ops.convert_to_numpy(source))
+    return plain
+
+
 def _train_with_fit(config, task, strategy, state, work_dir):
     with strategy.scope():
         model = task.build_model()
@@ -825,6 +842,8 @@ def _train_with_fit(config, task, strategy, state, work_dir):
             verbose=config.trainer.verbose,
         )
     state.finish()
+    if strategy.num_replicas_in_sync > 1 or strategy is not tf.distribute.get_strategy():
+        return plain_copy(model, task, config)
     return model
 
 
