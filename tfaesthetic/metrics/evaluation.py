@@ -209,13 +209,22 @@ def evaluate_model(
             has_metadata = False
         else:
             raise ValueError(f"Expected (features, labels[, metadata]) batches. Received: {len(element)} components")
-        outputs = model.predict_on_batch(features)
+        # A direct call, not `predict_on_batch`: that one replicates the batch
+        # for a model built under a MirroredStrategy scope.
+        outputs = model(features, training=False)
         if isinstance(outputs, Mapping):
             if output_key not in outputs:
                 raise KeyError(f"The model has no output {output_key!r}. Received outputs: {sorted(outputs)}")
             outputs = outputs[output_key]
-        y_pred.append(np.asarray(outputs))
-        y_true.append(np.asarray(labels[output_key] if isinstance(labels, Mapping) else labels))
+        outputs = np.asarray(outputs)
+        targets = np.asarray(labels[output_key] if isinstance(labels, Mapping) else labels)
+        if outputs.shape[0] != targets.shape[0]:
+            raise ValueError(
+                f"The model returned {outputs.shape[0]} predictions for a batch of {targets.shape[0]} labels. "
+                f"Received: predictions.shape={outputs.shape}, labels.shape={targets.shape}"
+            )
+        y_pred.append(outputs)
+        y_true.append(targets)
         if metadata is not None:
             tags.append(np.asarray(metadata["tag"]))
             if "image_id" in metadata:
