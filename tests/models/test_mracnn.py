@@ -173,7 +173,12 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
     eager = model(x, training=False)
     jitted = tf.function(lambda inputs: model(inputs, training=False), jit_compile=True)(x)
     diff = max(float(np.max(np.abs(eager[k] - jitted[k]))) for k in eager)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"][-1], "jit_diff": diff}))
+    # Whole-split evaluation of the strategy-built model: one prediction per example.
+    from tfaesthetic.metrics import evaluate_model
+    meta = {"image_id": np.array([str(i).encode() for i in range(16)]), "tag": np.zeros(16, "int32")}
+    counted = evaluate_model(model, tf.data.Dataset.from_tensor_slices((x, y, meta)).batch(8))["overall"]["count"]
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"][-1], "jit_diff": diff,
+                      "count": counted}))
     """
 )
 
@@ -188,6 +193,7 @@ def test_mirrored_strategy_and_jit_compile():
     assert result["replicas"] == 2
     assert np.isfinite(result["loss"])
     assert result["jit_diff"] < 1e-4
+    assert result["count"] == 16
 
 
 @pytest.mark.slow
