@@ -363,10 +363,11 @@ class ReviewTask(Task):
             num_users=int(self.manifest["num_users"]),
             num_train_images=int(self.manifest.get("num_train_images", self.manifest.get("num_images"))),
         )
-        return results, format_ranking_table(results, title=f"{self.config.model.variant} on {split}")
+        title = f"{self.config.model.name.upper()} ({self.config.model.variant}) on {split}"
+        return results, format_ranking_table(results, title, _read_tag_names(self.config.data.records_dir))
 
 
-def format_ranking_table(results: dict, title: str = "") -> str:
+def format_ranking_table(results: dict, title: str = "", tag_names=None) -> str:
     """A readable table of `evaluate_ranking` results: overall rows, then per tag."""
     lines = [title, ""] if title else []
     lines += ["| metric | value |", "|---|---:|"]
@@ -376,9 +377,16 @@ def format_ranking_table(results: dict, title: str = "") -> str:
         lines.append(f"| {key} | {_fmt(value)} |")
     per_tag = results.get("agnostic_accuracy_per_tag") or {}
     if per_tag:
-        lines += ["", "| tag | user-agnostic accuracy |", "|---|---:|"]
-        for tag, value in per_tag.items():
-            lines.append(f"| {tag} | {_fmt(value)} |")
+        lines += ["", "| tag | n | user-agnostic accuracy (%) |", "|---|---:|---:|"]
+        for tag, row in per_tag.items():
+            name = tag
+            if tag_names is not None and str(tag).lstrip("-").isdigit() and 0 <= int(tag) < len(tag_names):
+                name = tag_names[int(tag)]
+            if isinstance(row, dict):
+                accuracy, count = row.get("accuracy", float("nan")), row.get("count", "")
+            else:
+                accuracy, count = row, ""
+            lines.append(f"| {name} | {count} | {100.0 * float(accuracy):.2f} |")
     return "\n".join(lines)
 
 
