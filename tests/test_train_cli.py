@@ -94,3 +94,7 @@ def test_image_model_on_records_without_images_fails_naming_the_flags(tmp_path):
     assert "--variant=vision_only" in result.stderr and f"--records={records}" in result.stderr
     assert "has_images: false" in result.stderr
     assert not (tmp_path / "runs").exists()
+    # An unknown model hyperparameter fails before training too, naming it.
+    result = _run(["--records=" + records, "--variant=text_only", "--param=recurrencez=3"], cwd=str(tmp_path), timeout=180)
+    assert result.returncode == 2 and "--param=recurrencez" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()

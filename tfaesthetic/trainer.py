@@ -620,6 +620,7 @@ def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
     config = config_lib.resolve(config)
     manifest = _read_manifest(config.data.records_dir)
     config_lib.validate(config, manifest=manifest, environ=environ)
+    _check_model_params(config)
     if config.data.feature_cache_dir:
         from tfaesthetic import data
 
@@ -631,6 +632,40 @@ def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
                 f"Received: --feature_cache={config.data.feature_cache_dir}"
             )
     return config, manifest
+
+
+def model_class(name: str):
+    """The Keras model class of a model name."""
+    if name == "mracnn":
+        from tfaesthetic.models.mracnn import MRACNN
+
+        return MRACNN
+    if name == "cfan":
+        from tfaesthetic.models.cfan import CFAN
+
+        return CFAN
+    from tfaesthetic.models import bpr
+
+    return bpr.BPR if name == "bpr" else bpr.VBPR
+
+
+def _check_model_params(config) -> None:
+    """Unknown model hyperparameters (`--param`) fail before training, naming them."""
+    cls = model_class(config.model.name)
+    known = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass) and klass.__module__.startswith("tfaesthetic"):
+            known |= {
+                n for n, p in inspect.signature(klass.__init__).parameters.items()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"
+            }
+    unknown = sorted(set(config.model.params) - known)
+    if unknown:
+        raise config_lib.ConfigError(
+            f"Unknown hyperparameters of --model={config.model.name}: "
+            + ", ".join(f"--param={n}" for n in unknown)
+            + f". Known: {sorted(known)}"
+        )
 
 
 def compile_model(model, task: Task, config: config_lib.ExperimentConfig) -> None:
