@@ -35,8 +35,11 @@ def test_train_and_evaluate_mracnn_one_step(demo_records, tmp_path):
     from tfaesthetic import trainer
 
     run_dir = str(tmp_path / "run")
-    config = tiny_experiment("demo", demo_records, trainer__steps_per_epoch=1)
+    # Mixed precision on the way (CPU-safe): the heads stay float32, the global
+    # policy is restored afterwards.
+    config = tiny_experiment("demo", demo_records, trainer__steps_per_epoch=1, trainer__mixed_precision=True)
     summary = trainer.train_and_evaluate(config, run_dir)
+    assert keras.config.dtype_policy().name == "float32"
 
     # The resolved config is in the run directory and loads back equal.
     saved = config_lib.ExperimentConfig.load(os.path.join(run_dir, "config.json"))
@@ -62,8 +65,11 @@ def test_train_and_evaluate_mracnn_one_step(demo_records, tmp_path):
     assert os.path.exists(os.path.join(run_dir, "checkpoints", state["weights"]))
     assert summary["export"] and os.path.exists(os.path.join(summary["export"], "saved_model.pb"))
     assert summary["export"].startswith(os.path.join(run_dir, "export", "mracnn"))
-    restored = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-    assert restored.count_params() == trainer.load_run_model(run_dir).count_params()
+    restored = trainer.load_run_model(run_dir)
+    assert saved.trainer.mixed_precision
+    manifest_bins = manifest["score_scale"]["num_bins"]
+    assert tuple(restored.output["distribution"].shape) == (None, manifest_bins)
+    assert restored.output["distribution"].dtype == "float32"
 
 
 @pytest.mark.slow
