@@ -21,7 +21,7 @@ never see a review. The records are small and synthetic: the table shows that th
 models run and learn on the same footing, not the paper's numbers.
 
 Usage:
-    python benchmarks/cfan_comparison.py [--num_images 240] [--epochs 15] [--seeds 0]
+    python benchmarks/cfan_comparison.py [--num_images 240] [--epochs 25] [--seeds 0]
         [--models bpr,vbpr,...] [--records_dir DIR]
 
 Prints a Markdown table and writes `benchmarks/results/cfan_comparison-<date>.md`
@@ -152,9 +152,9 @@ def main(argv=None):
     parser.add_argument("--records_dir", default="", help="review records; default: build demo records in a temp dir")
     parser.add_argument("--num_images", type=int, default=240)
     parser.add_argument("--num_users", type=int, default=24)
-    parser.add_argument("--image_size", type=int, default=48)
+    parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--max_len", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--factor_dim", type=int, default=16)
@@ -168,10 +168,9 @@ def main(argv=None):
 
     records_dir = args.records_dir
     if not records_dir:
-        records_dir = os.path.join(tempfile.gettempdir(), f"tfaesthetic_demo_{args.num_images}_{args.image_size}")
-        demo.ensure_demo_records(
-            records_dir, num_images=args.num_images, image_size=args.image_size, num_users=args.num_users
-        )
+        records_dir = os.path.join(tempfile.gettempdir(), f"tfaesthetic_demo_{args.num_images}_{args.num_users}")
+        # Demo images are rendered at 48 px and resized to --image_size by the pipeline.
+        demo.ensure_demo_records(records_dir, num_images=args.num_images, image_size=48, num_users=args.num_users)
     manifest = writer.read_manifest(records_dir)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     names = [n for n in args.models.split(",") if n]
