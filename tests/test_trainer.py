@@ -102,7 +102,7 @@ def _state(run_dir):
 
 @pytest.mark.slow
 def test_resume_after_kill_continues_from_last_completed_epoch(demo_records, tmp_path):
-    epochs = 4
+    epochs = 5
     config = tiny_experiment("demo", demo_records, trainer__epochs=epochs, trainer__steps_per_epoch=3)
     config_path = str(tmp_path / "config.json")
     config.save(config_path)
