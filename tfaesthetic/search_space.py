@@ -75,19 +75,25 @@ KNOWN = {
         "mfb_o": Known("int", 1, 8192),
         "mfb_dropout": Known("float", 0.0, 0.95),
         "text_dropout": Known("float", 0.0, 0.95),
+        "head_dropout": Known("float", 0.0, 0.95),
+        "embedding_dim": Known("int", 1, 4096),
         "num_filters": Known("int", 1, 1024),
         "learning_rate": _LR,
         "batch_size": _BATCH,
     },
+    # CFAN's constructor argument names (tfaesthetic.models.cfan.CFAN); `hidden_units`
+    # is the width of the one hidden layer of the interaction f(gamma_u, q_iv).
     "cfan": {
         "lambda_z": Known("float", 0.0, 100.0),
         "lambda_beta": Known("float", 0.0, 100.0),
+        "factor_dim": Known("int", 1, 4096),
         "embedding_dim": Known("int", 1, 4096),
-        "word_embedding_dim": Known("int", 1, 4096),
         "gru_units": Known("int", 1, 4096),
         "kernel_size": Known("int", 1, 15),
         "hidden_units": Known("int", 1, 4096),
+        "dropout": Known("float", 0.0, 0.95),
         "index_dropout": Known("float", 0.0, 0.95),
+        "review_dropout": Known("float", 0.0, 0.95),
         "learning_rate": _LR,
         "batch_size": _BATCH,
     },
@@ -140,6 +146,7 @@ class SearchSpace:
         return [low, high]
 
     def target(self, name: str) -> str:
+        """Where entry `name` goes: "model" (model params), "trainer" or "fit"."""
         return KNOWN[self.model][name].target
 
     def register(self, hp, name: str):

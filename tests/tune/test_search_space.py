@@ -29,7 +29,7 @@ def test_mracnn_space_defaults_are_the_papers():
 def test_cfan_space_defaults_are_the_papers():
     defaults = ss.load_search_space(ss.default_space_path("cfan")).defaults()
     assert defaults["lambda_z"] == pytest.approx(0.015) and defaults["lambda_beta"] == pytest.approx(1.0)
-    assert defaults["embedding_dim"] == 50 and defaults["learning_rate"] == pytest.approx(0.005)
+    assert defaults["factor_dim"] == 50 and defaults["learning_rate"] == pytest.approx(0.005)
 
 
 def _write(tmp_path, obj, name="space.json"):
