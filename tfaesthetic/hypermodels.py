@@ -94,6 +94,10 @@ class AestheticHyperModel(keras_tuner.HyperModel):
         """Declares every entry of the space on `hp` and returns the trial's values."""
         return {name: self.space.register(hp, name) for name in self.space.entries}
 
+    def declare_hyperparameters(self, hp):
+        """Declares the space on `hp` without building a model (the tuner's set-up)."""
+        self.values(hp)
+
     def model_param(self, name: str, value):
         """The model constructor value of a "model" hyperparameter (override to adapt)."""
         return value
