@@ -19,6 +19,7 @@ from tfaesthetic.metrics.evaluation import (
     pearson,
     spearman,
 )
+from tfaesthetic.metrics.ranking import auc, evaluate_ranking, per_tag_accuracy, per_user_auc
 
 __all__ = [
     "DistributionEMD",
@@ -36,4 +37,8 @@ __all__ = [
     "format_table",
     "pearson",
     "spearman",
+    "auc",
+    "evaluate_ranking",
+    "per_tag_accuracy",
+    "per_user_auc",
 ]
