@@ -235,10 +235,27 @@ def run_search(
         directory=directory, project_name=project_name, seed=config.runtime.seed, overwrite=overwrite,
         distribution_strategy=strategy,
     )
+    # The trials this process runs (a resumed search skips the completed ones; a
+    # worker of a distributed search runs its share).
+    ran_here = []
+    end_trial = kt_tuner.on_trial_end
+
+    def on_trial_end(trial):
+        ran_here.append(trial.trial_id)
+        end_trial(trial)
+
+    kt_tuner.on_trial_end = on_trial_end
     started = time.time()
     kt_tuner.search(verbose=config.trainer.verbose)
     seconds = time.time() - started
-    summary = {"project_dir": os.path.abspath(project_dir), "role": role, "search_seconds": round(seconds, 1)}
+    summary = {
+        "project_dir": os.path.abspath(project_dir),
+        "role": role,
+        "tuner_id": kt_tuner.tuner_id,
+        "trials_run_here": ran_here,
+        "num_replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
+        "search_seconds": round(seconds, 1),
+    }
     if role == "worker":
         return summary  # the chief's oracle holds the results
 
@@ -374,7 +391,7 @@ def format_results_table(summary: dict, model_name: str, hp_names: list) -> str:
         cells = [row["trial_id"] + (" *" if row["trial_id"] == best_id else "")]
         cells += [_cell(row["hyperparameters"].get(name)) for name in hp_names]
         cells += [_cell(row["metrics"].get(log), scale) for _, log, scale in metrics]
-        cells.append(row["status"].lower().replace("trialstatus.", ""))
+        cells.append(row["status"].lower())
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("export"):
         lines += ["", f"Best trial {best_id} exported to {summary['export']}"]

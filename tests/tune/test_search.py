@@ -1,0 +1,163 @@
+"""End-to-end searches: MirroredStrategy, resume, chief + workers on localhost."""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests._workers.tiny import tiny_experiment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKER = os.path.join(ROOT, "tests", "_workers", "tune_worker.py")
+MRACNN_METRICS = ("accuracy (%)", "SRCC", "PLCC", "MAE", "RMSE", "EMD")
+
+
+def _spec(tmp_path, name, config, **search):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"config": config.to_dict(), "search": search}))
+    return str(path)
+
+
+def _start(spec, summary, env=None, log=None):
+    env = dict(os.environ, **(env or {}))
+    env.setdefault("PYTHONPATH", ROOT)
+    out = open(log, "w") if log else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, WORKER, spec, summary], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait(procs, timeout):
+    deadline = time.time() + timeout
+    try:
+        for proc in procs:
+            proc.wait(timeout=max(1.0, deadline - time.time()))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _tail(path):
+    with open(path) as f:
+        return f.read()[-3000:]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mirrored_search_writes_table_and_exports_best(demo_records, tmp_path):
+    config = tiny_experiment("demo", demo_records, runtime__strategy="mirrored", runtime__num_logical_cpu_devices=2)
+    directory = str(tmp_path / "trials")
+    spec = _spec(tmp_path, "mirrored", config, tuner="random", max_trials=2, directory=directory, project_name="p")
+    summary_path, log = str(tmp_path / "summary.json"), str(tmp_path / "log.txt")
+    proc = _start(spec, summary_path, log=log)
+    _wait([proc], 300)
+    assert proc.returncode == 0, _tail(log)
+    with open(summary_path) as f:
+        summary = json.load(f)
+    assert summary["num_replicas"] == 2
+    assert [row["status"] for row in summary["trials"]] == ["COMPLETED"] * 2
+    for row in summary["trials"]:
+        assert set(row["hyperparameters"]) >= {"recurrences", "lstm_layers", "fusion", "learning_rate"}
+        assert len(row["metrics"]) == 7 and all(v is not None for k, v in row["metrics"].items() if "rcc" not in k)
+    best = min(summary["trials"], key=lambda r: r["score"])
+    assert summary["best"]["trial_id"] == best["trial_id"]
+    # The results table (Markdown + JSON) in the directory.
+    with open(os.path.join(directory, "p", "results.md")) as f:
+        table = f.read()
+    assert all(f"val {m}" in table for m in MRACNN_METRICS)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "trial" not in line]
+    assert len(rows) == 2 and sum("*" in r.split("|")[1] for r in rows) == 1
+    with open(os.path.join(directory, "p", "results.json")) as f:
+        assert json.load(f)["best"] == summary["best"]
+    # The best trial, reloaded and exported through the export path of `train`.
+    assert os.path.exists(os.path.join(summary["export"], "saved_model.pb"))
+    assert os.path.exists(summary["best_model"])
+    assert "srcc" in summary["best_test"]["overall"]
+
+
+@pytest.mark.slow
+def test_search_resumes_without_rerunning_completed_trials(demo_records, tmp_path):
+    from tfaesthetic import tune
+
+    config = tiny_experiment("demo", demo_records)
+    kwargs = dict(tuner="random", directory=str(tmp_path / "trials"), project_name="p", export=False, evaluate_best=False)
+    first = tune.run_search(config, max_trials=1, **kwargs)
+    assert first["trials_run_here"] == ["0"]
+    checkpoint = glob.glob(str(tmp_path / "trials" / "p" / "trial_0" / "checkpoint*"))
+    assert checkpoint
+    stamp = os.path.getmtime(checkpoint[0])
+    # A larger budget continues the same search: only the new trial runs.
+    second = tune.run_search(config, max_trials=2, **kwargs)
+    assert second["trials_run_here"] == ["1"]
+    assert os.path.getmtime(checkpoint[0]) == stamp
+    assert [r["status"] for r in second["trials"]] == ["COMPLETED"] * 2
+    assert second["trials"][0] == first["trials"][0]
+    # A finished search run again runs nothing and reports the same trials.
+    third = tune.run_search(config, max_trials=2, **kwargs)
+    assert third["trials_run_here"] == [] and third["trials"] == second["trials"]
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_on_localhost(demo_records, tmp_path):
+    config = tiny_experiment("demo", demo_records)
+    directory = str(tmp_path / "trials")
+    spec = _spec(tmp_path, "dist", config, tuner="random", max_trials=3, directory=directory, project_name="p",
+                 evaluate_best=False)
+    port = str(_free_port())
+    procs, logs = {}, {}
+    for role in ("chief", "tuner0", "tuner1"):
+        env = {"KERASTUNER_TUNER_ID": role, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+        logs[role] = str(tmp_path / f"{role}.log")
+        procs[role] = _start(spec, str(tmp_path / f"{role}.json"), env=env, log=logs[role])
+    _wait(list(procs.values()), 420)
+    for role, proc in procs.items():
+        assert proc.returncode == 0, f"{role}:\n{_tail(logs[role])}"
+    summaries = {}
+    for role in procs:
+        with open(tmp_path / f"{role}.json") as f:
+            summaries[role] = json.load(f)
+    assert summaries["chief"]["role"] == "chief" and summaries["chief"]["trials_run_here"] == []
+    ran = {role: summaries[role]["trials_run_here"] for role in ("tuner0", "tuner1")}
+    assert all(ran.values()), ran  # both workers ran trials
+    all_ran = sorted(ran["tuner0"] + ran["tuner1"])
+    assert len(all_ran) == 3 and len(set(all_ran)) == 3
+    # The chief's oracle holds every trial (its state files in the directory).
+    with open(os.path.join(directory, "p", "oracle.json")) as f:
+        oracle_state = json.load(f)
+    assert sorted(oracle_state["end_order"]) == sorted(oracle_state["start_order"]) == all_ran
+    trial_files = glob.glob(os.path.join(directory, "p", "trial_*", "trial.json"))
+    states = {}
+    for path in trial_files:
+        with open(path) as f:
+            trial = json.load(f)
+        states[trial["trial_id"]] = trial["status"]
+    assert states == {t: "COMPLETED" for t in all_ran}
+    assert sorted(r["trial_id"] for r in summaries["chief"]["trials"]) == all_ran
+    assert os.path.exists(os.path.join(directory, "p", "results.md"))
+    assert os.path.exists(os.path.join(summaries["chief"]["export"], "saved_model.pb"))
+
+
+def test_bad_space_fails_before_any_trial(demo_records, tmp_path):
+    from tfaesthetic import search_space as ss
+    from tfaesthetic import tune
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": "mracnn", "hyperparameters": {
+        "lstm_layers": {"type": "int", "min": 3, "max": 1, "default": 1}}}))
+    directory = tmp_path / "trials"
+    with pytest.raises(ss.SearchSpaceError, match="lstm_layers.*bad range"):
+        tune.run_search(tiny_experiment("demo", demo_records), space=str(bad), directory=str(directory))
+    cfan_space = ss.default_space_path("cfan")
+    with pytest.raises(ss.SearchSpaceError, match="not for --model='mracnn'"):
+        tune.run_search(tiny_experiment("demo", demo_records), space=cfan_space, directory=str(directory))
+    assert not directory.exists()
