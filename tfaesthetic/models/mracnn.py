@@ -325,6 +325,17 @@ class MRACNN(keras.Model):
             metrics = {"distribution": distribution_metrics(self.default_scale() if scale is None else scale)}
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def compile_from_config(self, config):
+        """Recompiles a loaded model with its saved optimizer, loss and metrics.
+
+        `compile` is customised (paper defaults), so Keras would otherwise skip
+        compiling on load; the saved config holds concrete objects, never "auto".
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Labels hold only "distribution" (the pipeline's contract); Keras'
         # compiled metrics look every output up in `y`, so the attention maps,
