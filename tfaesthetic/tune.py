@@ -379,17 +379,20 @@ def format_results_table(summary: dict, model_name: str, hp_names: list) -> str:
     metrics = TABLE_METRICS[model_name]
     best_id = (summary.get("best") or {}).get("trial_id")
     objective = summary.get("objective", {})
-    header = ["trial"] + hp_names + [f"val {col}" for col, _, _ in metrics] + ["status"]
+    rows = summary.get("trials", [])
+    show_epochs = any(row.get("epochs") is not None for row in rows)  # Hyperband's budget per trial
+    header = ["trial"] + hp_names + (["epochs"] if show_epochs else []) + [f"val {col}" for col, _, _ in metrics] + ["status"]
     lines = [
         f"Search of {model_name} ({summary.get('tuner', '')}): objective {objective.get('name')} "
-        f"({objective.get('direction')}), {len(summary.get('trials', []))} trials. * = best.",
+        f"({objective.get('direction')}), {len(rows)} trials. * = best.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|",
     ]
-    for row in summary.get("trials", []):
+    for row in rows:
         cells = [row["trial_id"] + (" *" if row["trial_id"] == best_id else "")]
         cells += [_cell(row["hyperparameters"].get(name)) for name in hp_names]
+        cells += [_cell(row.get("epochs"))] if show_epochs else []
         cells += [_cell(row["metrics"].get(log), scale) for _, log, scale in metrics]
         cells.append(row["status"].lower())
         lines.append("| " + " | ".join(cells) + " |")
