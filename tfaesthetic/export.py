@@ -35,7 +35,7 @@ Both return the same named outputs:
   `label` = 1 when `user_rating` > 0.5 (their unknown users use the OOV user row).
   Outputs that only serve training (BPR's `pair_logit`) are not exported.
 
-Bad inputs at serving time (documented in docs/serving.md and tested):
+Bad inputs at serving time (documented in README.md, "Serving", and tested):
 
 - bytes that are not an encoded image (no JPEG/PNG/GIF/BMP/WebP signature, or empty)
   fail the request with `InvalidArgumentError` whose message starts with

@@ -16,7 +16,7 @@ Examples:
     python -m tfaesthetic.train --run_dir=runs/text_only      # resumes an interrupted run
 
 The demo size can be reduced for quick checks with `TFAESTHETIC_DEMO_SIZE=tiny`
-(or `--demo_size=tiny`). See docs/training.md for every flag, the presets, the
+(or `--demo_size=tiny`). See README.md ("Training and evaluation") for every flag, the presets, the
 `TF_CONFIG` set-up of several machines and the resume behaviour.
 """
 
