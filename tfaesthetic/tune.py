@@ -28,6 +28,7 @@ docs/tuning.md.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -217,6 +218,10 @@ def run_search(
                                   f"--model={config.model.name!r}")
     if tuner not in TUNERS:
         raise ConfigError(f"Unknown tuner. Expected one of {TUNERS}. Received: --tuner={tuner}")
+    if tuner == "bayesian" and importlib.util.find_spec("sklearn") is None:
+        # KerasTuner's Gaussian process needs scikit-learn (keras-tuner[bayesian]).
+        raise ConfigError("--tuner=bayesian needs scikit-learn: pip install 'keras-tuner[bayesian]'. "
+                          "Received: --tuner=bayesian without sklearn installed (use hyperband or random).")
     if config.runtime.strategy == "multi_worker":
         raise ConfigError("Tuning runs trials under --strategy=default or mirrored; several machines use "
                           "KerasTuner's chief/worker mode (docs/tuning.md). Received: --strategy=multi_worker")

@@ -89,8 +89,9 @@ def test_mirrored_search_writes_table_and_exports_best(demo_records, tmp_path):
 def test_search_resumes_without_rerunning_completed_trials(demo_records, tmp_path):
     from tfaesthetic import tune
 
-    config = tiny_experiment("demo", demo_records)
-    kwargs = dict(tuner="random", directory=str(tmp_path / "trials"), project_name="p", export=False, evaluate_best=False)
+    # CFAN here (MRACNN in the other searches): objective AUC, maximised.
+    config = tiny_experiment("demo_cfan", demo_records)
+    kwargs = dict(tuner="random", objective="auc", directory=str(tmp_path / "trials"), project_name="p", export=False, evaluate_best=False)
     first = tune.run_search(config, max_trials=1, **kwargs)
     assert first["trials_run_here"] == ["0"]
     checkpoint = glob.glob(str(tmp_path / "trials" / "p" / "trial_0" / "checkpoint*"))
@@ -102,6 +103,9 @@ def test_search_resumes_without_rerunning_completed_trials(demo_records, tmp_pat
     assert os.path.getmtime(checkpoint[0]) == stamp
     assert [r["status"] for r in second["trials"]] == ["COMPLETED"] * 2
     assert second["trials"][0] == first["trials"][0]
+    assert second["objective"] == {"name": "val_user_rating_auc", "direction": "max"}
+    assert set(second["trials"][1]["metrics"]) == {"user_rating_auc", "agnostic_rating_accuracy", "loss"}
+    assert max(second["trials"], key=lambda r: r["score"])["trial_id"] == second["best"]["trial_id"]
     # A finished search run again runs nothing and reports the same trials.
     third = tune.run_search(config, max_trials=2, **kwargs)
     assert third["trials_run_here"] == [] and third["trials"] == second["trials"]
