@@ -12,6 +12,7 @@ MANIFEST = {
     "score_scale": {"num_bins": 10, "values": list(range(1, 11)), "threshold": 5.0},
     "num_users": 4,
     "has_images": True,
+    "has_votes": True,
 }
 
 
@@ -106,6 +107,16 @@ def test_vision_variant_with_text_only_records_names_the_flags():
         message = str(e.value)
         assert f"--variant={variant}" in message and "--records=recs" in message and "has_images: false" in message
     validate(_demo(**{"model.variant": "text_only"}), manifest=manifest, environ={})
+
+
+def test_mracnn_on_records_without_votes_names_the_flags():
+    manifest = dict(MANIFEST, has_votes=False, images_with_votes={"train": 0, "val": 0, "test": 0})
+    with pytest.raises(ConfigError) as e:
+        validate(_demo(**{"data.records_dir": "recs"}), manifest=manifest, environ={})
+    message = str(e.value)
+    assert "--model=mracnn" in message and "--records=recs" in message and "has_votes: false" in message
+    # CFAN reads user ratings, not votes: allowed.
+    validate(with_overrides(get_experiment("demo_cfan"), {"data.records_dir": "recs"}), manifest=manifest, environ={})
 
 
 def test_multi_worker_without_tf_config():

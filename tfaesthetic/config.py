@@ -364,7 +364,8 @@ def validate(config: ExperimentConfig, *, manifest: Optional[dict] = None, envir
     Args:
         config: the config to check.
         manifest: the records' manifest.json (`read_manifest`), when the records exist;
-            enables the checks against the data (images present, users present).
+            enables the checks against the data (images present, users present,
+            votes present for MRACNN).
         environ: the environment (default `os.environ`), for `TF_CONFIG`.
 
     Raises:
@@ -462,6 +463,13 @@ def _validate_against_manifest(config: ExperimentConfig, manifest: dict) -> None
         raise ConfigError(
             f"{_flag('model.name', 'mracnn')} predicts score distributions, but {records} has no vote "
             f"bins (manifest.json score_scale: {manifest.get('score_scale')})."
+        )
+    if m.name == "mracnn" and not manifest.get("has_votes", True):
+        # Without votes the target distribution would be all zeros (nothing to learn).
+        raise ConfigError(
+            f"{_flag('model.name', 'mracnn')} learns vote distributions, but {records} has no votes "
+            f"(manifest.json: has_votes: false, images_with_votes: {manifest.get('images_with_votes')}). "
+            "Use records built with votes, or --model=cfan."
         )
 
 
