@@ -412,7 +412,7 @@ def validate(config: ExperimentConfig, *, manifest: Optional[dict] = None, envir
     if r.strategy == "multi_worker" and not environ.get("TF_CONFIG"):
         raise ConfigError(
             f"{_flag('runtime.strategy', 'multi_worker')} needs the TF_CONFIG environment variable "
-            "(cluster and task of this worker). Received: TF_CONFIG unset. See README.md, "Several machines"."
+            "(cluster and task of this worker). Received: TF_CONFIG unset. See README.md, 'Several machines'."
         )
     if r.strategy != "mirrored" and r.num_logical_cpu_devices > 1:
         raise ConfigError(
