@@ -53,3 +53,25 @@ class ReviewEncoderTest(TestCase):
         self.assertFalse(layer.embedding.trainable)
         revived = self.run_serialization_test(layer)
         self.assertTrue(revived.freeze_embeddings)
+
+    def test_frozen_vectors_stay_frozen_when_unfreezing(self):
+        import keras
+
+        vectors = np.arange(40, dtype="float32").reshape(10, 4)
+        layer = ReviewEncoder(vocab_size=10, embedding_dim=4, units=3, freeze_embeddings=True, vectors=vectors)
+        inputs = keras.Input(shape=(None,), dtype="int32")
+        model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)))
+        model.trainable = False
+        model.trainable = True  # e.g. unfreezing a model to fine-tune it
+        self.assertTrue(layer.trainable and layer.gru.trainable)
+        self.assertFalse(layer.embedding.trainable)
+        self.assertNotIn(id(layer.embedding.embeddings), {id(w) for w in model.trainable_weights})
+        # The GRU and head do train: one fit step leaves the vectors unchanged.
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse", run_eagerly=True)
+        model.fit(np.array([[2, 3, 4]], "int32"), np.ones((1, 1)), epochs=1, verbose=0)
+        np.testing.assert_array_equal(np.asarray(layer.embedding.embeddings), vectors)
+        # A trainable-embedding encoder is unfrozen as usual.
+        free = ReviewEncoder(vocab_size=10, embedding_dim=4, units=3)
+        free.trainable = False
+        free.trainable = True
+        self.assertTrue(free.embedding.trainable)

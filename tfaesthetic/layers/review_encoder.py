@@ -24,8 +24,10 @@ class ReviewEncoder(keras.layers.Layer):
     Pretrained word vectors (e.g. GloVe through `tfaesthetic.layers.vectors.
     load_vectors`) can be given as `vectors`, a `[vocab_size, embedding_dim]`
     matrix copied into the embedding table when the layer is built; with
-    `freeze_embeddings=True` the table is not trained. The matrix itself is not
-    part of the config (the weights are saved with the model).
+    `freeze_embeddings=True` the table is not trained, and stays frozen when the
+    layer (or a model holding it) is later set `trainable = True`, e.g. to fine-tune
+    the rest of the network. The matrix itself is not part of the config (the
+    weights are saved with the model).
 
     Args:
         vocab_size: number of token ids, including padding (0) and OOV (1).
@@ -76,6 +78,18 @@ class ReviewEncoder(keras.layers.Layer):
             vocab_size, embedding_dim, mask_zero=True, trainable=not freeze_embeddings, name="embedding"
         )
         self.gru = keras.layers.Bidirectional(keras.layers.GRU(units), merge_mode="concat", name="bigru")
+
+    @property
+    def trainable(self):
+        return keras.layers.Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        # Keras sets every sub-layer to `value`; frozen word vectors must stay frozen.
+        keras.layers.Layer.trainable.fset(self, value)
+        embedding = getattr(self, "embedding", None)
+        if embedding is not None:
+            embedding.trainable = bool(value) and not self.freeze_embeddings
 
     def build(self, tokens_shape):
         self.embedding.build(tokens_shape)
