@@ -221,24 +221,48 @@ def test_duplicates_wrong_bins_unknown_split_non_utf8(tmp_path):
         features.ImageRecord(image_id="c", votes=[1, -2, 3, 4, 5]),
         features.ImageRecord(image_id="d", split="training"),
         features.ImageRecord(image_id="e", votes=None),
+        features.ImageRecord(image_id="f", votes=[0, 0, 0, 0, 0]),
     ]
     manifest, _ = helpers.write(tmp_path, records)
     assert manifest["counts"]["rejected"] == {
         "image:duplicate_id": 1,
         "image:invalid_votes": 1,
+        "image:missing_votes": 1,
+        "image:no_votes": 1,
         "image:unknown_split": 1,
         "image:votes_wrong_num_bins": 1,
     }
     assert manifest["counts"]["kept"] == {"comment:non_utf8_text": 1}
-    assert manifest["splits"]["train"] == 2
+    assert manifest["splits"]["train"] == 1
+    assert manifest["has_votes"] is True
+    assert manifest["images_with_votes"] == {"train": 1, "val": 0, "test": 0}
     entries = [json.loads(line) for line in (tmp_path / "rejected.jsonl").read_text().splitlines()]
     wrong = [e for e in entries if e["reason"] == "votes_wrong_num_bins"][0]
     assert wrong["image_id"] == "b" and wrong["record"] == 3 and "len(votes)=3" in wrong["detail"]
     raw = {r["image_id"].numpy(): r for r in _read_all(tmp_path, "train")}
     assert raw[b"a"]["comment_text"].numpy()[0].decode("utf-8") == "caf\ufffd ok"
-    assert raw[b"e"]["votes"].shape == (0,)
+    assert sorted(raw) == [b"a"]
     # The caller's records are not modified except for the assigned index.
     assert records[0].comments[0].text == b"caf\xe9 ok"
+
+
+def test_records_without_votes_say_so_and_mracnn_refuses_them(tmp_path):
+    from tfaesthetic import config as config_lib
+
+    records = helpers.make_records(8, with_images=False)
+    for r in records:
+        r.votes = None
+    manifest, rejections = helpers.write(tmp_path, records)
+    assert not rejections.entries  # no votes anywhere is allowed (text/ratings-only records)
+    assert manifest["has_votes"] is False
+    assert manifest["images_with_votes"] == {"train": 0, "val": 0, "test": 0}
+    assert sum(manifest["splits"].values()) == 8
+    assert writer.read_manifest(str(tmp_path))["has_votes"] is False
+    mracnn = config_lib.with_overrides(
+        config_lib.get_experiment("demo"), {"data.records_dir": str(tmp_path), "model.variant": "text_only"}
+    )
+    with pytest.raises(config_lib.ConfigError, match=f"--model=mracnn.*--records={tmp_path}.*has_votes: false"):
+        config_lib.validate(mracnn, manifest=manifest, environ={})
 
 
 def test_read_manifest_errors_name_the_file(tmp_path):

@@ -10,7 +10,10 @@ Two modes (docs/design.md, "Input pipeline"):
 
 - `"image"`: one example per image. Features `{"image", "tokens"}` (all comments
   joined in order, truncated/padded to `max_len`); labels `{"distribution"}`
-  (normalised votes; zeros when the record has no votes).
+  (normalised votes). A record without votes would give an all-zero target; this
+  cannot reach training: the writer keeps votes all or nothing (`missing_votes`,
+  `no_votes` rejections) and `tfaesthetic.config.validate` refuses MRACNN on
+  records whose manifest says `has_votes: false`.
 - `"review"`: one example per review with a rating (s_uv != -1); the image is
   decoded once per record, then expanded. Features `{"image", "image_index",
   "user_index", "review"}`; labels `{"user_rating", "tag", "agnostic_rating"}`.
@@ -152,7 +155,8 @@ class Parser:
         return raw["comment_tokens"]
 
     def _distribution(self, votes):
-        # Records without votes (0 values) give zeros; the writer guarantees num_bins otherwise.
+        # Records without votes (0 values) give zeros (never trained on: see the module
+        # docstring); the writer guarantees num_bins values otherwise.
         votes = tf.cast(votes[: self.num_bins], tf.float32)
         votes = tf.pad(votes, [[0, self.num_bins - tf.shape(votes)[0]]])
         votes.set_shape([self.num_bins])

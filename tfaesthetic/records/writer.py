@@ -8,7 +8,13 @@ listed in `rejected.jsonl`):
   (`duplicate_id`);
 - `split` not one of train/val/test: rejected (`unknown_split`);
 - `votes` with a number of values other than `scale.num_bins`, or negative counts:
-  rejected (`votes_wrong_num_bins`, `invalid_votes`);
+  rejected (`votes_wrong_num_bins`, `invalid_votes`); votes that are all zero:
+  rejected (`no_votes`, the score distribution is undefined);
+- votes are all or nothing: when some kept records have votes, a record without
+  votes is rejected (`missing_votes`). MRACNN's target would otherwise be an
+  all-zero distribution that the EMD loss still pushes towards. The manifest says
+  `has_votes` (every written image has votes) and `images_with_votes` (per split);
+  `tfaesthetic.config.validate` refuses MRACNN on records with `has_votes: false`;
 - image loader raising `FileNotFoundError`/`OSError`: rejected (`missing_image_file`);
   raising anything else: rejected (`unreadable_image`, the exception in `detail`);
 - image bytes that `tf.io.decode_image` (the decoder the input pipeline uses)
@@ -250,18 +256,41 @@ def write_records(
                     "invalid_votes", source=source, record=position + 1, image_id=record.image_id, detail=str(votes)
                 )
                 continue
+            if sum(int(v) for v in votes) == 0:
+                rejections.reject(
+                    "no_votes", source=source, record=position + 1, image_id=record.image_id, detail="all vote counts are 0"
+                )
+                continue
         if _has_image(record):
             fmt = _check_image(record, validate_images, rejections, source)
             if fmt is None:
                 continue
             formats[record.image_id] = fmt
-        kept[record.split].append(record)
+        kept[record.split].append((position, record))
 
+    # Votes are all or nothing (a record without votes would train MRACNN on zeros).
+    any_votes = any(r.votes is not None for split in features.SPLITS for _, r in kept[split])
+    for split in features.SPLITS:
+        with_votes = []
+        for position, record in kept[split]:
+            if any_votes and record.votes is None:
+                rejections.reject(
+                    "missing_votes",
+                    source=source,
+                    record=position + 1,
+                    image_id=record.image_id,
+                    detail="other records have votes",
+                )
+                continue
+            with_votes.append(record)
+        kept[split] = with_votes
     ordered = [r for split in features.SPLITS for r in kept[split]]
     for index, record in enumerate(ordered):
         record.image_index = index
     num_with_images = sum(1 for r in ordered if r.image_id in formats)
     has_images = bool(ordered) and num_with_images == len(ordered)
+    images_with_votes = {s: sum(1 for r in kept[s] if r.votes is not None) for s in features.SPLITS}
+    has_votes = bool(ordered) and sum(images_with_votes.values()) == len(ordered)
     if 0 < num_with_images < len(ordered):
         logging.warning(
             "%d of %d images have image bytes; has_images is false (text-only use).", num_with_images, len(ordered)
@@ -352,6 +381,8 @@ def write_records(
             "counts": counts,
             "consistency": consistency,
             "has_images": has_images,
+            "has_votes": has_votes,
+            "images_with_votes": images_with_votes,
         }
     )
     tmp = os.path.join(out_dir, MANIFEST + ".tmp")
