@@ -11,11 +11,12 @@ from tests.test_case import TestCase
 from tfaesthetic.layers.text_cnn import TextCNN
 
 
-def numpy_text_cnn(tokens, embeddings, kernels, biases, kernel_sizes):
+def numpy_text_cnn(tokens, embeddings, kernels, biases, kernel_sizes, empty=None):
     """Eq. 11, y_i = ReLU(w · d_{i:i+h-1} + b), then the max over valid windows.
 
     Valid windows start at a real token: i <= max(n - h, 0) with n the position after the last
-    non-padding token; positions past the comment are zero vectors. All-padding rows give 0.
+    non-padding token; positions past the comment are zero vectors. All-padding rows give
+    `empty` (the learned "no comment" vector), or 0 when it is None.
     """
     batch, max_len = tokens.shape
     out = []
@@ -36,7 +37,7 @@ def numpy_text_cnn(tokens, embeddings, kernels, biases, kernel_sizes):
                     responses.append(np.maximum(np.einsum("hd,hdf->f", window, w) + bias, 0.0))
                 pooled = np.max(responses, axis=0)
             rows.append(pooled)
-        out.append(np.concatenate(rows))
+        out.append(np.concatenate(rows) if n > 0 or empty is None else np.asarray(empty, "float64"))
     return np.array(out)
 
 
@@ -79,16 +80,26 @@ class TextCNNTest(TestCase):
         layer = self._randomised()
         tokens = self._tokens()
         actual = np.asarray(layer(tokens, training=False))
-        expected = numpy_text_cnn(tokens, *_weights(layer), layer.kernel_sizes)
+        empty = layer.empty_embedding.numpy()
+        expected = numpy_text_cnn(tokens, *_weights(layer), layer.kernel_sizes, empty=empty)
         np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-4)
         # The references exercise every branch: full windows, a 1-token comment, an empty row.
-        self.assertTrue(np.all(actual[3] == 0.0))
+        np.testing.assert_array_equal(actual[3], empty)
         self.assertGreater(np.abs(actual[1]).sum(), 0.0)
+
+    def test_eq11_empty_text_zeros_matches_numpy(self):
+        layer = self._randomised(empty_text="zeros")
+        tokens = self._tokens()
+        actual = np.asarray(layer(tokens, training=False))
+        expected = numpy_text_cnn(tokens, *_weights(layer), layer.kernel_sizes)
+        np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-4)
+        self.assertTrue(np.all(actual[3] == 0.0))
+        self.assertEqual(len(layer.weights), 7)  # no "no comment" vector
 
     def test_eq11_other_kernel_sizes_matches_numpy(self):
         layer = self._randomised(kernel_sizes=(1, 2, 7))
         tokens = self._tokens()
-        expected = numpy_text_cnn(tokens, *_weights(layer), layer.kernel_sizes)
+        expected = numpy_text_cnn(tokens, *_weights(layer), layer.kernel_sizes, empty=layer.empty_embedding.numpy())
         np.testing.assert_allclose(np.asarray(layer(tokens)), expected, atol=1e-5, rtol=1e-4)
 
     def test_padding_invariance(self):
@@ -106,7 +117,7 @@ class TextCNNTest(TestCase):
 
     def test_padding_never_wins_the_max(self):
         """Weights under which a window of padding would score highest: the output ignores it."""
-        layer = TextCNN(vocab_size=10, embedding_dim=2, num_filters=1, kernel_sizes=(2,))
+        layer = TextCNN(vocab_size=10, embedding_dim=2, num_filters=1, kernel_sizes=(2,), empty_text="zeros")
         layer.build((None, None))
         layer.set_weights(
             [
@@ -154,7 +165,8 @@ class TextCNNTest(TestCase):
         self.assertEqual(model.trainable_weights, [])
         model.trainable = True
         trainable = [w.path for w in model.trainable_weights]
-        self.assertEqual(len(trainable), 6)  # the three convolutions' kernels and biases
+        self.assertEqual(len(trainable), 7)  # the three convolutions' kernels and biases, the empty vector
+        self.assertIn(layer.empty_embedding.path, trainable)
         self.assertNotIn(layer.embedding.embeddings.path, trainable)
 
     def test_set_embeddings_trainable(self):
@@ -175,6 +187,59 @@ class TextCNNTest(TestCase):
         model.compile(jit_compile=True)
         self.assertAllClose(model.predict(self._tokens(), verbose=0), model(self._tokens()), atol=1e-5)
 
+    def test_empty_row_outputs_the_learned_vector(self):
+        """An all-padding row gives the "no comment" vector: small, non-zero at init, trained, saved."""
+        layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=3, dropout=0.0)
+        tokens = self._tokens()
+        out = np.asarray(layer(tokens))
+        empty = layer.empty_embedding.numpy()
+        self.assertEqual(empty.shape, (9,))
+        self.assertTrue(np.all(empty != 0.0) and np.all(np.abs(empty) <= 0.1))
+        np.testing.assert_array_equal(out[3], empty)
+        self.assertFalse(np.allclose(out[[0, 1, 2, 4]], empty))  # only the empty row
+        # Its gradient comes from the empty rows only.
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(tokens) * tf.range(9, dtype="float32"))
+        grad = np.asarray(tape.gradient(loss, layer.empty_embedding))
+        np.testing.assert_allclose(grad, np.arange(9))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(tokens[[0, 1, 2, 4]]))
+        np.testing.assert_array_equal(np.asarray(tape.gradient(loss, layer.empty_embedding)), np.zeros(9))
+        inputs = keras.Input((12,), dtype="int32")
+        model = keras.Model(inputs, layer(inputs))
+        layer.empty_embedding.assign(np.linspace(-1, 1, 9))
+        restored = self.run_model_saving_test(model, tokens)
+        np.testing.assert_allclose(restored.layers[-1].empty_embedding.numpy(), np.linspace(-1, 1, 9), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(restored(tokens))[3], np.linspace(-1, 1, 9), rtol=1e-6)
+
+    def test_comment_dropout_only_in_training(self):
+        layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=3, dropout=0.0, comment_dropout=0.5, seed=1)
+        rng = np.random.default_rng(0)
+        tokens = rng.integers(2, 20, size=(400, 12)).astype("int32")  # every row has a comment
+        empty_rows = lambda out: np.all(np.asarray(out) == layer.empty_embedding.numpy(), axis=-1)
+        self.assertFalse(empty_rows(layer(tokens, training=False)).any())
+        trained = np.asarray(layer(tokens, training=True))
+        dropped = empty_rows(trained)
+        self.assertTrue(0.4 < dropped.mean() < 0.6, dropped.mean())  # 400 draws: sd 0.025
+        # The other rows are the inference rows; a new call draws other rows.
+        np.testing.assert_allclose(trained[~dropped], np.asarray(layer(tokens, training=False))[~dropped], atol=1e-6)
+        self.assertFalse(np.array_equal(dropped, empty_rows(layer(tokens, training=True))))
+        config = layer.get_config()
+        self.assertEqual((config["empty_text"], config["comment_dropout"], config["seed"]), ("learned", 0.5, 1))
+
+    def test_empty_row_finite_under_mixed_precision(self):
+        previous = keras.config.dtype_policy()
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        try:
+            for empty_text in ("learned", "zeros"):
+                layer = TextCNN(vocab_size=20, embedding_dim=4, num_filters=3, empty_text=empty_text)
+                out = np.asarray(layer(self._tokens()))
+                self.assertEqual(layer.compute_dtype, "float16")
+                self.assertTrue(np.all(np.isfinite(out)))
+                self.assertEqual(np.any(out[3] != 0), empty_text == "learned")
+        finally:
+            keras.mixed_precision.set_dtype_policy(previous)
+
     def test_bad_arguments(self):
         layer = TextCNN(vocab_size=20, embedding_dim=4)
         with pytest.raises(ValueError, match=r"matrix.shape=\(19, 4\)"):
@@ -183,3 +248,9 @@ class TextCNNTest(TestCase):
             TextCNN(vocab_size=1)
         with pytest.raises(ValueError, match="dropout=1.5"):
             TextCNN(vocab_size=5, dropout=1.5)
+        with pytest.raises(ValueError, match="empty_text='none'"):
+            TextCNN(vocab_size=5, empty_text="none")
+        with pytest.raises(ValueError, match="comment_dropout=1.0"):
+            TextCNN(vocab_size=5, comment_dropout=1.0)
+        with pytest.raises(ValueError, match="empty_text='zeros'"):
+            TextCNN(vocab_size=5, comment_dropout=0.2, empty_text="zeros")

@@ -6,6 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
+EMPTY_TEXT = ("learned", "zeros")
+
 
 @keras.saving.register_keras_serializable(package="tfaesthetic")
 class TextCNN(keras.layers.Layer):
@@ -23,9 +25,17 @@ class TextCNN(keras.layers.Layer):
     at `i ≤ max(n − h, 0)` count, i.e. every window lying wholly inside the comment,
     or — when the comment is shorter than `h` — the single window at 0 (its real tokens
     followed by zero vectors, the paper's zero padding). Appending padding therefore
-    never changes the output; an all-padding row gives zeros (ReLU outputs are ≥ 0, so
-    masked positions are set to 0 before the max). Inputs shorter than the largest
-    kernel are right-padded internally.
+    never changes the output (ReLU outputs are ≥ 0, so masked positions are set to 0
+    before the max). Inputs shorter than the largest kernel are right-padded internally.
+
+    An all-padding row (an image without comments) has no window at all. With
+    `empty_text="learned"` (the default) it outputs a learned "no comment" vector
+    `empty_embedding` instead, so that a multiplicative fusion (MFB, product) of the
+    image feature with it still depends on the image; with `empty_text="zeros"` it
+    outputs zeros (the bare Eq. 11 + max pooling, under which MFB fusion of any image
+    with an empty comment is zero). `comment_dropout` replaces the output of a random
+    fraction of rows by that vector during training, so that it learns to stand for
+    "no comment" even when every training image has comments.
 
     Args:
         vocab_size: rows of the embedding table (including padding id 0 and OOV id 1).
@@ -35,6 +45,11 @@ class TextCNN(keras.layers.Layer):
         dropout: dropout rate after the concatenation (0.3 in the paper).
         trainable_embeddings: whether the embedding table is trained (the paper keeps
             its GloVe vectors fixed; see `set_embeddings`).
+        empty_text: output for all-padding rows: `"learned"` (a trained vector,
+            initialised small, random and non-zero) or `"zeros"`.
+        comment_dropout: training only: the probability that a row's output is
+            replaced by the "no comment" vector (needs `empty_text="learned"`).
+        seed: seed of the `comment_dropout` draws.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -42,7 +57,8 @@ class TextCNN(keras.layers.Layer):
         training: whether dropout is active.
 
     Returns:
-        `[B, len(kernel_sizes) · num_filters]`.
+        `[B, len(kernel_sizes) · num_filters]`; all-padding rows hold the "no comment"
+        vector (`empty_text`).
 
     Reference:
         Zhang et al., "Multimodal recurrent attention CNN for image aesthetic
@@ -58,6 +74,9 @@ class TextCNN(keras.layers.Layer):
         kernel_sizes=(3, 4, 5),
         dropout=0.3,
         trainable_embeddings=True,
+        empty_text="learned",
+        comment_dropout=0.0,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,12 +89,25 @@ class TextCNN(keras.layers.Layer):
             raise ValueError(f"`kernel_sizes` must be positive integers. Received: kernel_sizes={kernel_sizes}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+        if empty_text not in EMPTY_TEXT:
+            raise ValueError(f"`empty_text` must be one of {EMPTY_TEXT}. Received: empty_text={empty_text!r}")
+        if not 0.0 <= comment_dropout < 1.0:
+            raise ValueError(f"`comment_dropout` must be in [0, 1). Received: comment_dropout={comment_dropout}")
+        if comment_dropout and empty_text != "learned":
+            raise ValueError(
+                f"`comment_dropout` needs `empty_text='learned'`. "
+                f"Received: comment_dropout={comment_dropout}, empty_text={empty_text!r}"
+            )
         self.vocab_size = int(vocab_size)
         self.embedding_dim = int(embedding_dim)
         self.num_filters = int(num_filters)
         self.kernel_sizes = kernel_sizes
         self.dropout = dropout
         self.trainable_embeddings = bool(trainable_embeddings)
+        self.empty_text = empty_text
+        self.comment_dropout = float(comment_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.comment_dropout else None
         self.embedding = keras.layers.Embedding(
             self.vocab_size,
             self.embedding_dim,
@@ -107,6 +139,12 @@ class TextCNN(keras.layers.Layer):
         conv_input = (input_shape[0], None, self.embedding_dim)
         for conv in self.convs:
             conv.build(conv_input)
+        if self.empty_text == "learned":
+            self.empty_embedding = self.add_weight(
+                shape=(len(self.kernel_sizes) * self.num_filters,),
+                initializer=keras.initializers.RandomUniform(0.01, 0.1),
+                name="empty_embedding",
+            )
 
     def set_embeddings(self, matrix, trainable=False):
         """Loads word vectors into the embedding table.
@@ -148,7 +186,15 @@ class TextCNN(keras.layers.Layer):
             valid = ops.logical_and(ops.less_equal(starts, last_start), ops.greater(length, 0))
             response = response * ops.cast(ops.expand_dims(valid, -1), response.dtype)
             pooled.append(ops.max(response, axis=1))
-        return self.dropout_layer(ops.concatenate(pooled, axis=-1), training=training)
+        features = ops.concatenate(pooled, axis=-1)
+        if self.empty_text == "learned":
+            empty = ops.equal(length, 0)  # [B, 1]
+            if training and self.comment_dropout:
+                drawn = keras.random.uniform(ops.shape(length), seed=self.seed_generator)
+                empty = ops.logical_or(empty, ops.less(drawn, self.comment_dropout))
+            vector = ops.cast(self.empty_embedding, features.dtype)
+            features = ops.where(empty, ops.expand_dims(vector, 0), features)
+        return self.dropout_layer(features, training=training)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], len(self.kernel_sizes) * self.num_filters)
@@ -163,6 +209,9 @@ class TextCNN(keras.layers.Layer):
                 "kernel_sizes": list(self.kernel_sizes),
                 "dropout": self.dropout,
                 "trainable_embeddings": self.trainable_embeddings,
+                "empty_text": self.empty_text,
+                "comment_dropout": self.comment_dropout,
+                "seed": self.seed,
             }
         )
         return config
