@@ -267,10 +267,10 @@ def section_utilisation(args, records, manifest):
     flops = graph_flops(lambda inp: model(inp, training=False), specs)
     forward = tf.function(lambda inp: model(inp, training=False), jit_compile=False)
     forward(x)
-    n = 2048
+    n = 4096  # large enough to reach the BLAS kernels' peak on a few cores
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n]) / n ** 0.5  # keeps the chained product's scale
-    reps = 8
+    reps = 2
 
     @tf.function
     def matmuls(a, b):
