@@ -100,6 +100,35 @@ class MFBPoolingTest(TestCase):
         for g in grads:
             self.assertTrue(np.all(np.isfinite(np.asarray(g))))
 
+    def test_zero_input_is_finite_under_mixed_precision(self):
+        """epsilon = 1e-12 is 0 in float16: the normalisation runs in float32, so 0 gives 0, not 0/0."""
+        x, y = self._inputs(batch=3)
+        y[1] = 0.0  # e.g. an all-padding comment through a Text-CNN without a "no comment" vector
+        previous = keras.config.dtype_policy()
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        try:
+            layer = MFBPooling(output_dim=4, factor_k=3)
+            xt, yt = tf.constant(x), tf.constant(y)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                out = layer(xt, yt)
+                loss = tf.reduce_sum(tf.cast(out, "float32") * tf.constant([[1.0, 2.0, 3.0, 4.0]]))
+            grads = tape.gradient(loss, [xt] + layer.trainable_weights)
+        finally:
+            keras.mixed_precision.set_dtype_policy(previous)
+        self.assertEqual(out.dtype, "float16")
+        out = np.asarray(out, "float32")
+        self.assertTrue(np.all(np.isfinite(out)))
+        np.testing.assert_array_equal(out[1], np.zeros(4))
+        np.testing.assert_allclose(np.linalg.norm(out[[0, 2]], axis=-1), [1.0, 1.0], atol=2e-3)
+        for g in grads:
+            self.assertTrue(np.all(np.isfinite(np.asarray(g, "float32"))))
+        # Same values as in float32, up to float16 rounding.
+        reference = MFBPooling(output_dim=4, factor_k=3)
+        reference.build(x.shape, y.shape)
+        reference.set_weights(layer.get_weights())
+        np.testing.assert_allclose(out, np.asarray(reference(x, y)), atol=5e-3)
+
     def test_keras_saving_two_inputs(self):
         x, y = self._inputs()
         xi, yi = keras.Input((7,)), keras.Input((5,))

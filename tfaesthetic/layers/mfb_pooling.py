@@ -18,7 +18,8 @@ class MFBPooling(keras.layers.Layer):
     with `Û ∈ R^{m×ko}`, `V̂ ∈ R^{n×ko}`: output `j` sums the `k` consecutive products
     `ko` indices `j·k … j·k + k − 1`. Dropout is applied to the product before the
     sum pooling, then power normalisation `sign(s)·sqrt(|s|)` and L2 normalisation
-    (Yu et al. 2017; Fig. 5 of the paper).
+    (Yu et al. 2017; Fig. 5 of the paper). The normalisation runs in float32 whatever
+    the dtype policy, so a zero pooled vector gives zeros, not NaN, under mixed precision.
 
     Args:
         output_dim: `o`, the fused feature size.
@@ -91,10 +92,12 @@ class MFBPooling(keras.layers.Layer):
         # Eq. 14: element-wise product, dropout, sum over windows of k.
         joint = self.dropout_layer(projected_x * projected_y, training=training)
         pooled = ops.sum(ops.reshape(joint, (-1, self.output_dim, self.factor_k)), axis=-1)
-        # Power (signed square root) and L2 normalisation.
+        # Power (signed square root) and L2 normalisation, in float32: under mixed
+        # precision epsilon = 1e-12 rounds to 0 in float16, and a zero row would give 0/0.
+        pooled = ops.cast(pooled, "float32")
         pooled = ops.sign(pooled) * ops.sqrt(ops.abs(pooled) + self.epsilon)
         norm = ops.sqrt(ops.maximum(ops.sum(ops.square(pooled), axis=-1, keepdims=True), self.epsilon))
-        return pooled / norm
+        return ops.cast(pooled / norm, self.compute_dtype)
 
     def compute_output_shape(self, x_shape, y_shape):
         return (x_shape[0], self.output_dim)
