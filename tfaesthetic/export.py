@@ -30,7 +30,8 @@ Both return the same named outputs:
   image good), `agnostic_rating` `[B]`, `label` `[B]` int32 (1 when
   `agnostic_rating` > 0.5), `known_user` `[B]` int32, `tag` `[B, num_tags]` and
   `attention` `[B, h, w]` (heads present per variant). An unknown `user_id` falls
-  back to the user-agnostic prediction: `user_rating = agnostic_rating`. BPR / VBPR
+  back to the user-agnostic prediction, `user_rating = agnostic_rating` (the model
+  does this itself when called with `training=False`, as here). BPR / VBPR
   and CFAN variants without the agnostic head: `user_rating`, `known_user` and
   `label` = 1 when `user_rating` > 0.5 (their unknown users use the OOV user row).
   Outputs that only serve training (BPR's `pair_logit`) are not exported.
@@ -357,10 +358,11 @@ class ServingFunctions(tf.Module):
         if "user_rating" in outputs:
             rating = tf.reshape(tf.cast(outputs["user_rating"], tf.float32), [-1])
             if self.users is not None and "user_index" in inputs:
+                # The unknown-user fallback (user_rating = agnostic_rating) is the
+                # model's own inference rule (`CFAN`'s `UnknownUserFallback`); it is
+                # not repeated here, only reported.
                 known = tf.cast(inputs["user_index"], tf.int32) < self.users.oov_index
                 known = tf.logical_and(known, tf.cast(inputs["user_index"], tf.int32) >= 0)
-                if "agnostic_rating" in result:
-                    rating = tf.where(known, rating, result["agnostic_rating"])
                 result["known_user"] = tf.cast(known, tf.int32)
             result["user_rating"] = rating
             if "label" not in result:

@@ -93,3 +93,79 @@ def test_evaluate_ranking_on_batches():
     assert result["per_user_auc"] == pytest.approx(0.5)  # user 0: 1.0, user 1: 0.0
     assert result["auc"] == pytest.approx(pairwise_auc(labels["user_rating"], images / 10.0))
     assert result["agnostic_accuracy"] == pytest.approx(ranking.accuracy(labels["agnostic_rating"], images / 10))
+
+
+def reference_per_image_accuracy(images, labels, probs, tags=None):
+    """Fig. 7 from its definition: one vote per image with a known label (>= 0)."""
+    rows = {}
+    for i, image in enumerate(images):
+        rows.setdefault(image, i)  # the first review of each image
+    keep = [i for i in rows.values() if labels[i] >= 0]
+    correct = {i: float((probs[i] > 0.5) == bool(labels[i])) for i in keep}
+    overall = np.mean(list(correct.values()))
+    per_tag = {}
+    if tags is not None:
+        for tag in sorted({tags[i] for i in keep if tags[i] >= 0}):
+            chosen = [correct[i] for i in keep if tags[i] == tag]
+            per_tag[int(tag)] = {"accuracy": float(np.mean(chosen)), "count": len(chosen)}
+    return overall, per_tag
+
+
+def test_fig7_accuracy_skips_unknown_labels():
+    labels = np.array([1, 0, -1, -1, 1, 0])
+    probs = np.array([0.9, 0.2, 0.9, 0.1, 0.4, 0.7])
+    # Rows 2-3 (no votes) are not errors, nor successes: 2 of the 4 known are right.
+    assert ranking.accuracy(labels, probs) == pytest.approx(0.5)
+    assert ranking.accuracy(labels.astype("float32"), probs) == pytest.approx(0.5)
+    assert np.isnan(ranking.accuracy([-1, -1], [0.2, 0.9]))
+    tags = np.array([0, 0, 0, 1, 1, -1])
+    assert ranking.per_tag_accuracy(tags, labels, probs) == {
+        0: {"accuracy": 1.0, "count": 2},
+        1: {"accuracy": 0.0, "count": 1},
+    }
+
+
+def test_masked_keras_accuracy_matches_numpy():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(-1, 2, size=50).astype("float32")
+    probs = rng.uniform(size=50).astype("float32")
+    metric = ranking.MaskedBinaryAccuracy()
+    metric.update_state(labels[:20], probs[:20])
+    metric.update_state(labels[20:], probs[20:])
+    assert float(metric.result()) == pytest.approx(ranking.accuracy(labels, probs), abs=1e-6)
+    # Unmasked Keras accuracy would count the -1 labels as errors.
+    plain = __import__("keras").metrics.BinaryAccuracy()
+    plain.update_state(labels, probs)
+    assert float(plain.result()) < float(metric.result())
+
+
+def test_evaluate_ranking_fig7_accuracy_is_per_image():
+    """An image with many reviews counts once; images without votes are not scored."""
+
+    class PerImage:
+        input_keys = ("user_index", "image_index")
+
+        def __call__(self, inputs, training=False):
+            score = np.asarray(inputs["image_index"]).astype("float32") / 10.0
+            return {"user_rating": score, "agnostic_rating": score}
+
+    # Image 7 (score 0.7, label 0: wrong) has 6 reviews; images 1, 2, 8 one each.
+    images = np.array([7, 7, 1, 7, 7, 2, 7, 8, 7, 3])
+    agnostic = np.array([0, 0, 0, 0, 0, 1, 0, 1, 0, -1], "float32")  # image 3 has no votes
+    tags = np.array([1, 1, 0, 1, 1, 0, 1, 1, 1, 0])
+    users = np.arange(10) % 3
+    ratings = (np.arange(10) % 2).astype("float32")
+    labels = {"user_rating": ratings, "tag": tags, "agnostic_rating": agnostic}
+    ids = np.array([f"img{i}".encode() for i in images])
+    batches = []
+    for s in (slice(0, 4), slice(4, 10)):
+        features = {"user_index": users[s], "image_index": images[s]}
+        batches.append((features, {k: v[s] for k, v in labels.items()}, {"image_id": ids[s], "tag": tags[s]}))
+    expected, expected_per_tag = reference_per_image_accuracy(images, agnostic, images / 10.0, tags)
+    assert expected == pytest.approx(2 / 4)  # per review it would be 2/9
+    for data in (batches, [b[:2] for b in batches]):  # by image_id, then by image_index
+        result = ranking.evaluate_ranking(PerImage(), data, num_users=3, num_train_images=20)
+        assert result["agnostic_images"] == 4
+        assert result["agnostic_accuracy"] == pytest.approx(expected)
+        assert result["agnostic_accuracy_per_tag"] == expected_per_tag
+        assert result["num_examples"] == 10  # the AUC stays per review

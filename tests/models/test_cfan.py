@@ -30,6 +30,10 @@ def tiny_inputs(batch=4, seed=0):
     }
 
 
+def ops_expand(x):
+    return keras.ops.expand_dims(x, -1)
+
+
 def pick(model, inputs):
     return {k: inputs[k] for k in model.input_keys}
 
@@ -81,14 +85,35 @@ class CFANTest(TestCase):
             self.assertEqual(restored.variant, variant)
 
     def test_config_round_trip(self):
-        model = tiny_cfan("cfan_2task", merge="concat", kernel_size=1, backbone_weights=None)
+        model = tiny_cfan("cfan_2task", merge="concat", kernel_size=1, scale_logits=False, backbone_weights=None)
         config = model.get_config()
         revived = CFAN.from_config(config)
         self.assertEqual(revived.get_config(), config)
         self.assertIsNone(config["backbone_weights"])
+        self.assertEqual((config["kernel_size"], config["scale_logits"]), (1, False))
         for merge in ("add", "concat"):
             out = tiny_cfan("cfan_1task", merge=merge)(pick(tiny_cfan("cfan_1task"), tiny_inputs()))
             self.assertEqual(tuple(out["user_rating"].shape), (4,))
+
+    def test_eq5_attention_arguments_reach_the_layer(self):
+        """Paper-faithful Eq. 5 (unscaled logits, any kernel size) is reachable from CFAN."""
+        model = tiny_cfan("cfan_1task", kernel_size=1, scale_logits=False)
+        layer = model.get_layer("attention")
+        self.assertEqual((layer.kernel_size, layer.scale_logits), (1, False))
+        randomize(model)
+        x = tiny_inputs()
+        out = model(x)
+        # Eq. 5 by hand: K = sigmoid(W_k h + b_k) [1,1,D]; a = softmax_hw(sum_d K_d f_v,hwd).
+        encoding = np.asarray(model.get_layer("review_encoder")(x["review"]))
+        (backbone,) = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        feature_map = np.asarray(backbone(x["image"]))
+        w, b = [np.asarray(v) for v in layer.get_weights()]
+        kernel = 1 / (1 + np.exp(-(encoding @ w + b)))
+        logits = np.einsum("bhwd,bd->bhw", feature_map, kernel)
+        flat = logits.reshape(4, -1)
+        flat = np.exp(flat - flat.max(-1, keepdims=True))
+        expected = (flat / flat.sum(-1, keepdims=True)).reshape(logits.shape)
+        np.testing.assert_allclose(np.asarray(out["attention"]), expected, atol=1e-5)
 
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match="variant='cfan_4task'"):
@@ -165,6 +190,32 @@ class CFANTest(TestCase):
             np.testing.assert_allclose(rating[[1, 3]], agnostic[[1, 3]], atol=1e-6)
             self.assertGreater(np.abs(rating[[0, 2]] - agnostic[[0, 2]]).max(), 1e-4)
             self.assertTrue(np.all((rating > 0) & (rating < 1)))
+
+    def test_anonymous_reviews_train_the_user_head_not_the_agnostic_one(self):
+        """In training an OOV user keeps its own y_hat_uv: s_uv must not train beta_hat_v."""
+        model = tiny_cfan("cfan_3task", index_dropout=0.0, review_dropout=0.0)
+        randomize(model)
+        x = tiny_inputs()
+        # The parser maps anonymous reviews (user -1) to the OOV row, num_users.
+        x["user_index"] = np.full(4, NUM_USERS, "int32")
+        trained = model(x, training=True)
+        served = model(x, training=False)
+        oov_row = model(dict(x, user_index=np.full(4, NUM_USERS, "int32")), training=False)
+        self.assertGreater(np.abs(np.asarray(trained["user_rating"]) - np.asarray(trained["agnostic_rating"])).max(), 1e-4)
+        np.testing.assert_allclose(served["user_rating"], served["agnostic_rating"], atol=1e-6)
+        np.testing.assert_allclose(oov_row["user_rating"], served["user_rating"], atol=1e-6)
+        # Gradients: the user loss of anonymous reviews reaches the user-specific head
+        # only; beta_hat_v's head gets nothing from it.
+        import tensorflow as tf
+
+        head = model.get_layer("agnostic_rating_head").trainable_weights + model.get_layer("user_rating_head").trainable_weights
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = keras.losses.binary_crossentropy(np.ones((4, 1), "float32"), ops_expand(out["user_rating"]))
+        grads = tape.gradient(loss, head)
+        agnostic_grads, user_grads = grads[:2], grads[2:]
+        self.assertTrue(all(g is None or float(np.abs(np.asarray(g)).max()) == 0.0 for g in agnostic_grads))
+        self.assertGreater(max(float(np.abs(np.asarray(g)).max()) for g in user_grads), 0.0)
 
     def test_compile_helpers_and_fit_step(self):
         model = tiny_cfan("cfan_3task")

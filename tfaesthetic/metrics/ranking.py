@@ -4,21 +4,55 @@
   evaluated examples hold both classes), computed exactly from ranks with ties
   averaged (Mann-Whitney U / (n_pos n_neg)): a tied positive/negative pair counts 1/2.
 - Accuracy of the user-agnostic rating (probability > 0.5 vs. the label), overall
-  and per semantic tag (Fig. 7).
+  and per semantic tag (Fig. 7), **per image**: beta_hat_v and its label are
+  properties of the image, so `evaluate_ranking` keeps one row per image (not one
+  per review, which would weigh images by their review count). Labels < 0 (images
+  without votes) are not scored.
 - `evaluate_ranking` runs a model over a review-mode dataset and returns all of the
   above plus the number of out-of-vocabulary user/image indices met (they are
   mapped to the models' OOV rows; images not seen in training always are).
 
 All functions here are NumPy (evaluation is done once over a whole split, not per
-batch); for a streaming training-time metric use `keras.metrics.AUC`, which is what
-the models' `default_metrics()` return.
+batch), except `MaskedBinaryAccuracy`, the streaming training-time accuracy of
+beta_hat_v (per review, labels < 0 skipped) that `CFAN.default_metrics()` returns
+with `keras.metrics.AUC`.
 """
 
 from __future__ import annotations
 
 import collections
 
+import keras
 import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfaesthetic")
+class MaskedBinaryAccuracy(keras.metrics.BinaryAccuracy):
+    """`keras.metrics.BinaryAccuracy` that skips labels < 0 (unknown, e.g. no votes).
+
+    Args:
+        name: metric name.
+        dtype: metric dtype.
+        threshold: a prediction above it counts as 1.
+
+    Call arguments (`update_state`):
+        y_true: `[B]` labels in {0, 1}, or < 0 for unknown.
+        y_pred: `[B]` probabilities.
+        sample_weight: optional `[B]` weights, multiplied by the mask.
+
+    Reference:
+        Wang et al., IJCAI 2018 (seed 000), §4.2, Fig. 7 (accuracy of the
+        user-agnostic rating).
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
+        y_pred = ops.reshape(ops.convert_to_tensor(y_pred), (-1,))
+        mask = ops.cast(y_true >= 0, self.dtype)
+        if sample_weight is not None:
+            mask = mask * ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
+        return super().update_state(ops.maximum(y_true, 0), y_pred, sample_weight=mask)
 
 
 def average_ranks(values):
@@ -85,19 +119,37 @@ def per_user_auc(users, labels, scores):
 
 
 def accuracy(labels, probabilities, threshold=0.5):
-    """Fraction of examples with `(probability > threshold) == label`; NaN if empty."""
+    """Fraction of examples with `(probability > threshold) == label`, skipping labels < 0.
+
+    Labels < 0 mean unknown (an image without votes) and are not scored. NaN when
+    no example has a label >= 0.
+    """
     labels = np.asarray(labels).reshape(-1)
     probabilities = np.asarray(probabilities).reshape(-1)
-    if len(labels) == 0:
+    if labels.shape != probabilities.shape:
+        raise ValueError(f"labels and probabilities differ in size. Received: {labels.shape} and {probabilities.shape}")
+    known = labels >= 0
+    if not known.any():
         return float("nan")
-    return float(np.mean((probabilities > threshold).astype(labels.dtype) == labels))
+    predicted = (probabilities[known] > threshold).astype("int64")
+    return float(np.mean(predicted == labels[known].astype("int64")))
+
+
+def first_per_group(groups):
+    """Positions of the first occurrence of each distinct value of `groups`, in order."""
+    groups = np.asarray(groups).reshape(-1)
+    if groups.size == 0:
+        return np.zeros((0,), dtype="int64")
+    _, first = np.unique(groups, return_index=True)
+    return np.sort(first)
 
 
 def per_tag_accuracy(tags, labels, probabilities, threshold=0.5):
-    """Accuracy per tag id (Fig. 7); examples without a tag (-1) are skipped.
+    """Accuracy per tag id (Fig. 7); no tag (-1) and labels < 0 are skipped.
 
     Returns:
-        dict tag -> {"accuracy": float, "count": int}.
+        dict tag -> {"accuracy": float, "count": int}, `count` being the examples
+        with a label >= 0 (tags with none are left out).
     """
     tags = np.asarray(tags).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
@@ -106,7 +158,9 @@ def per_tag_accuracy(tags, labels, probabilities, threshold=0.5):
     for tag in np.unique(tags):
         if tag < 0:
             continue
-        chosen = tags == tag
+        chosen = (tags == tag) & (labels >= 0)
+        if not chosen.any():
+            continue
         result[int(tag)] = {
             "accuracy": accuracy(labels[chosen], probabilities[chosen], threshold),
             "count": int(chosen.sum()),
@@ -149,12 +203,22 @@ def evaluate_ranking(
     Returns:
         dict with `num_examples`, `auc`, `per_user_auc`, `users_evaluated`,
         `agnostic_accuracy` and `agnostic_accuracy_per_tag` (when the model has
-        the agnostic head), `rating_accuracy` (user-specific rating > 0.5),
-        `oov_users`, `oov_images`.
+        the agnostic head; per image, see the module docstring, over the
+        `agnostic_images` images with votes), `rating_accuracy` (user-specific
+        rating > 0.5, per review), `oov_users`, `oov_images`.
+
+    Images are told apart by the metadata's `image_id` when the dataset yields
+    `(features, labels, metadata)` (`include_metadata=True`), else by
+    `features["image_index"]` (dense and unique per image in the records).
     """
     input_keys = getattr(model, "input_keys", None)
     columns = collections.defaultdict(list)
-    for features, labels in dataset:
+    for batch in dataset:
+        features, labels = batch[0], batch[1]
+        if len(batch) > 2 and batch[2] is not None and "image_id" in batch[2]:
+            columns["image_key"].append(np.asarray(batch[2]["image_id"]).reshape(-1))
+        else:
+            columns["image_key"].append(np.asarray(features["image_index"]).reshape(-1))
         inputs = {k: v for k, v in features.items() if input_keys is None or k in input_keys}
         outputs = predict_fn(features) if predict_fn is not None else model(inputs, training=False)
         columns["user"].append(np.asarray(features["user_index"]))
@@ -177,6 +241,10 @@ def evaluate_ranking(
         "oov_images": count_out_of_range(data["image"], num_train_images),
     }
     if "agnostic_score" in data:
-        result["agnostic_accuracy"] = accuracy(data["agnostic"], data["agnostic_score"])
-        result["agnostic_accuracy_per_tag"] = per_tag_accuracy(data["tag"], data["agnostic"], data["agnostic_score"])
+        # One row per image: beta_hat_v does not depend on the user or the review.
+        first = first_per_group(data["image_key"])
+        labels, scores, tags = data["agnostic"][first], data["agnostic_score"][first], data["tag"][first]
+        result["agnostic_images"] = int(np.sum(labels >= 0))
+        result["agnostic_accuracy"] = accuracy(labels, scores)
+        result["agnostic_accuracy_per_tag"] = per_tag_accuracy(tags, labels, scores)
     return result

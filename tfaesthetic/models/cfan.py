@@ -39,10 +39,15 @@ the kernel, a fixed function of it, with E numbers per user instead of k*k*D), a
 (b) end to end through `review_dropout`: in training that fraction of reviews is
 treated as absent. `predict_without_review` runs this path explicitly.
 
-Unknown users (index outside `[0, num_users)`, e.g. `CFAN.UNKNOWN_USER`): for the
-variant with the user-agnostic head (`cfan_3task`) `user_rating` is beta_hat_v (the
-fallback of the issue); the other variants use the OOV user row (an "average user"
-trained by `index_dropout`).
+Unknown users (index outside `[0, num_users)`, e.g. `CFAN.UNKNOWN_USER`): at
+inference (`training=False`, which is also how the export calls the model) the
+variant with the user-agnostic head (`cfan_3task`) returns beta_hat_v as
+`user_rating` (layer `UnknownUserFallback`; this is the only place the fallback is
+made). In training the OOV user row's own prediction is kept, so the s_uv labels of
+anonymous reviews (the parser maps user -1 to the OOV row) train the user-specific
+head, never beta_hat_v through the user loss. The other variants use the OOV user
+row at inference too (an "average user" trained by `index_dropout` and by the
+anonymous reviews).
 
 Variants (seed 000 §4.2): `cfn_pure_2task` (ids only; user rating + tag),
 `cfn_1task` (ids + image), `cfan_1task` (+ review attention), `cfan_2task` (+ tag),
@@ -59,6 +64,7 @@ from keras import ops
 from tfaesthetic.layers.conv_attention_kernel import ConvAttentionKernel
 from tfaesthetic.layers.review_encoder import ReviewEncoder
 from tfaesthetic.losses.cfan import MaskedTagCrossentropy, RatingCrossentropy
+from tfaesthetic.metrics.ranking import MaskedBinaryAccuracy
 from tfaesthetic.models import backbones as backbones_lib
 
 # variant -> (uses image, uses review, tasks)
@@ -190,6 +196,52 @@ class TasteProfile(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="tfaesthetic")
+class UnknownUserFallback(keras.layers.Layer):
+    """At inference, replaces the rating of users outside `[0, num_users)` by beta_hat_v.
+
+    In training the user-specific rating passes through unchanged (labels of
+    anonymous reviews, mapped to the OOV user row, must train the user-specific
+    head, not the user-agnostic one).
+
+    Args:
+        num_users: number of known users.
+        **kwargs: standard layer arguments.
+
+    Call arguments:
+        user_index: int `[B]`, the raw user indices (before OOV mapping).
+        user_rating: float `[B]`, y_hat_uv.
+        agnostic_rating: float `[B]`, beta_hat_v.
+        training: Python bool.
+
+    Returns:
+        float `[B]`.
+
+    Reference:
+        Wang et al., IJCAI 2018 (seed 000), §3.1 Eq. 6 (the user-agnostic rating
+        beta_hat_v); the fallback itself is a serving rule of this package.
+    """
+
+    def __init__(self, num_users, **kwargs):
+        super().__init__(**kwargs)
+        self.num_users = num_users
+
+    def call(self, user_index, user_rating, agnostic_rating, training=None):
+        if training:
+            return user_rating
+        user_index = ops.cast(user_index, "int32")
+        known = ops.logical_and(user_index >= 0, user_index < self.num_users)
+        return ops.where(known, user_rating, agnostic_rating)
+
+    def compute_output_shape(self, user_index_shape, user_rating_shape, agnostic_rating_shape):
+        return user_rating_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_users": self.num_users})
+        return config
+
+
 def merge_codes(mode, q_v, visual, projection=None):
     """Merge(q_v, W_i f_v) of Eq. 1: element-wise product (paper), sum, or concat + projection."""
     if mode == "multiply":
@@ -224,7 +276,12 @@ class CFAN(keras.Model):
         embedding_dim: word embedding size of the review encoder.
         gru_units: GRU units per direction (h_uv has 2 * gru_units values).
         max_len: reviews are truncated to this many tokens.
-        kernel_size: spatial size of the review kernel (see `ConvAttentionKernel`).
+        kernel_size: spatial size of the review kernel K of Eq. 5 (see
+            `ConvAttentionKernel`; 1 gives a kernel of shape `[1, 1, D]`, K "has
+            the same number of channels as f_v").
+        scale_logits: divide the Eq. 5 logits by `sqrt(kernel_size**2 * D)`
+            (default; a stabiliser that is not in the paper). False gives Eq. 5
+            literally.
         dropout: dropout on the interaction's hidden layers.
         index_dropout: training fraction of user/image indices replaced by the OOV row.
         review_dropout: training fraction of reviews treated as absent (trains the
@@ -266,6 +323,7 @@ class CFAN(keras.Model):
         gru_units=100,
         max_len=200,
         kernel_size=3,
+        scale_logits=True,
         dropout=0.0,
         index_dropout=0.1,
         review_dropout=0.1,
@@ -325,7 +383,9 @@ class CFAN(keras.Model):
                 seed=None if seed is None else seed + 2,
                 name="taste_profile",
             )
-            attention_layer = ConvAttentionKernel(kernel_size=kernel_size, name="attention")
+            attention_layer = ConvAttentionKernel(
+                kernel_size=kernel_size, scale_logits=scale_logits, name="attention"
+            )
         interaction = [keras.layers.Dense(u, activation="relu", name=f"interaction_{i}") for i, u in enumerate(hidden_units)]
         interaction_dropout = keras.layers.Dropout(dropout, name="interaction_dropout")
         rating_head = keras.layers.Dense(1, activation="sigmoid", name="user_rating_head")
@@ -335,6 +395,7 @@ class CFAN(keras.Model):
         if "agnostic_rating" in tasks:
             agnostic_hidden = keras.layers.Dense(factor_dim, activation="relu", name="agnostic_hidden")
             agnostic_head = keras.layers.Dense(1, activation="sigmoid", name="agnostic_rating_head")
+            unknown_user_fallback = UnknownUserFallback(num_users, name="unknown_user_fallback")
 
         # === Functional graph ===
         inputs = {
@@ -375,8 +436,7 @@ class CFAN(keras.Model):
             outputs["tag"] = tag_head(tag_hidden(q_image))
         if "agnostic_rating" in tasks:
             agnostic = ops.squeeze(agnostic_head(agnostic_hidden(q_image)), -1)
-            known_user = ops.logical_and(inputs["user_index"] >= 0, inputs["user_index"] < num_users)
-            user_rating = ops.where(known_user, user_rating, agnostic)
+            user_rating = unknown_user_fallback(inputs["user_index"], user_rating, agnostic)
             outputs["agnostic_rating"] = agnostic
         outputs["user_rating"] = user_rating
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -398,6 +458,7 @@ class CFAN(keras.Model):
         self.gru_units = gru_units
         self.max_len = max_len
         self.kernel_size = kernel_size
+        self.scale_logits = scale_logits
         self.dropout = dropout
         self.index_dropout = index_dropout
         self.review_dropout = review_dropout
@@ -458,10 +519,16 @@ class CFAN(keras.Model):
         return {k: weights[k] for k in self.tasks}
 
     def default_metrics(self):
-        """Streaming metrics for `compile(metrics=...)`: AUC of y_hat, accuracy of beta_hat."""
+        """Streaming metrics for `compile(metrics=...)`: AUC of y_hat, accuracy of beta_hat.
+
+        The accuracy skips labels -1 (images without votes) but, being streamed over
+        review-mode batches, counts an image once per review;
+        `tfaesthetic.metrics.ranking.evaluate_ranking` gives the per-image accuracy
+        of seed 000 Fig. 7.
+        """
         metrics = {"user_rating": [keras.metrics.AUC(name="auc")]}
         if "agnostic_rating" in self.tasks:
-            metrics["agnostic_rating"] = [keras.metrics.BinaryAccuracy(name="accuracy")]
+            metrics["agnostic_rating"] = [MaskedBinaryAccuracy(name="accuracy")]
         return metrics
 
     def predict_without_review(self, inputs, training=False):
@@ -502,6 +569,7 @@ class CFAN(keras.Model):
             "gru_units": self.gru_units,
             "max_len": self.max_len,
             "kernel_size": self.kernel_size,
+            "scale_logits": self.scale_logits,
             "dropout": self.dropout,
             "index_dropout": self.index_dropout,
             "review_dropout": self.review_dropout,
