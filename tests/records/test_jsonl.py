@@ -5,9 +5,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import hypothesis
 import pytest
+import tensorflow as tf
 from hypothesis import strategies as st
 
 from tests.records.test_ava import jpeg_bytes
@@ -152,7 +154,9 @@ _schema_like = st.fixed_dictionaries(
             ),
             _json_values,
         ),
-        "image_path": st.one_of(st.just("nope.jpg"), _json_values),
+        # Files the test writes beside the JSONL (a good JPEG, a truncated one, a PNG
+        # named .jpg), a missing one, or anything else.
+        "image_path": st.one_of(st.sampled_from(["good.jpg", "trunc.jpg", "png.jpg", "nope.jpg"]), _json_values),
     },
 )
 
@@ -161,7 +165,21 @@ def _encode(obj, ensure_ascii):
     return json.dumps(obj, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
 
 
+# Mostly well-formed lines, so that many reach the writer (and its image rules).
+_record_like = st.fixed_dictionaries(
+    {"image_id": st.one_of(st.text(min_size=1, max_size=3), st.integers(0, 9))},
+    optional={
+        "votes": st.lists(st.integers(0, 4), min_size=3, max_size=3),
+        "image_path": st.sampled_from(["good.jpg", "good.jpg", "trunc.jpg", "png.jpg", "nope.jpg"]),
+        "split": st.sampled_from(features.SPLITS),
+        "tags": st.lists(_any_text, max_size=3),
+        "comments": st.lists(st.one_of(_any_text, st.fixed_dictionaries({"text": _any_text, "user": _any_text})), max_size=3),
+    },
+)
+
 _lines = st.one_of(
+    st.builds(_encode, _record_like, st.booleans()),
+    st.builds(_encode, _record_like, st.booleans()),  # twice: most lines look like records
     st.builds(_encode, _schema_like, st.booleans()),
     st.builds(_encode, _json_values, st.booleans()),
     st.binary(max_size=30).map(lambda b: b.replace(b"\n", b" ")),
@@ -169,27 +187,50 @@ _lines = st.one_of(
 )
 
 
+def _written_id(line: bytes) -> str:
+    """The id a kept line must have in images.tsv, computed from the raw line (not by the importer)."""
+    obj = json.loads(line.decode("utf-8", errors="replace").lstrip("\ufeff"))
+    image_id = str(obj["image_id"]).strip()
+    image_id = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in image_id)
+    return image_id.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
 @hypothesis.settings(
-    max_examples=30, deadline=None, database=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, database=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture]
 )
-@hypothesis.given(lines=st.lists(_lines, min_size=1, max_size=8))
-def test_every_line_is_a_record_or_rejected(tmp_path, lines):
-    path = tmp_path / "prop.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    rejections = Rejections()
-    data = jsonl.read_jsonl(str(path), num_bins=3, rejections=rejections)
-    kept_lines = [number for _, number in data.origin.values()]
-    rejected_lines = {e["record"] for e in rejections.entries if e["action"] == "rejected" and e["level"] != "comment"}
-    assert len(kept_lines) == len(data.records) == len(set(kept_lines))
-    assert set(kept_lines).isdisjoint(rejected_lines)
-    assert set(kept_lines) | rejected_lines == set(range(1, len(lines) + 1))
-    # What is kept is writable: valid text, known split, right number of bins.
-    for record in data.records:
-        assert record.split in features.SPLITS
-        assert record.votes is None or len(record.votes) == 3
-        for comment in record.comments:
-            comment.text.encode("utf-8")
-    rejections.write(str(tmp_path / "rejected.jsonl"))
+@hypothesis.given(lines=st.lists(_lines, min_size=1, max_size=12))
+def test_every_line_is_written_or_in_rejected_jsonl(tmp_path, lines):
+    # The real build (read_jsonl -> derive ratings -> write_records) on the drawn file.
+    root = tempfile.mkdtemp(dir=tmp_path)
+    for name, data in (("good.jpg", jpeg_bytes(0)), ("trunc.jpg", jpeg_bytes(1)[:180]), ("png.jpg", png_bytes(2))):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data)
+    path = os.path.join(root, "prop.jsonl")
+    with open(path, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    out_dir = os.path.join(root, "records")
+    manifest = jsonl.build_jsonl(out_dir, path, num_bins=3, num_shards=1, val_fraction=0.2, test_fraction=0.2)
+
+    with open(os.path.join(out_dir, "rejected.jsonl"), encoding="utf-8") as f:
+        entries = [json.loads(entry) for entry in f]
+    rejected = [e["record"] for e in entries if e["action"] == "rejected" and e["level"] != "comment"]
+    assert all(e["source"] == path for e in entries if e["action"] == "rejected" and e["level"] != "comment")
+    with open(os.path.join(out_dir, "images.tsv"), "rb") as f:
+        rows = [row.decode("utf-8").split("\t") for row in f.read().split(b"\n") if row]
+    assert all(len(row) == 3 for row in rows)
+    written = [row[1] for row in rows]
+
+    # Each line is rejected at most once, and the lines not rejected are exactly the written images.
+    assert len(rejected) == len(set(rejected))
+    assert set(rejected) <= set(range(1, len(lines) + 1))
+    kept_lines = [n for n in range(1, len(lines) + 1) if n not in set(rejected)]
+    assert sorted(_written_id(lines[n - 1]) for n in kept_lines) == sorted(written)
+    assert len(set(written)) == len(written) == manifest["num_images"]
+    assert sum(manifest["counts"]["rejected"].get(k, 0) for k in manifest["counts"]["rejected"] if not
+               k.startswith("comment:")) == len(rejected)
+    # The written shards hold the same images.
+    shards = [os.path.join(out_dir, name) for name in manifest["files"]["shards"]]
+    assert sum(1 for _ in tf.data.TFRecordDataset(shards)) == len(written)
 
 
 @pytest.mark.slow

@@ -494,11 +494,12 @@ def finish_build(
         extra_manifest=extra,
         validate_images=validate_images,
     )
-    # The writer's rejections (undecodable image, ...) know the image id only: point
-    # them at the source file and line too, and rewrite rejected.jsonl (not hashed).
+    # The writer's entries (undecodable image, ...) know the image id and at most the
+    # record's position in the list it was given: point them at the source file and
+    # line of their image instead, and rewrite rejected.jsonl (not hashed).
     located = 0
     for entry in data.rejections.entries:
-        if "record" not in entry and entry.get("image_id") in data.origin:
+        if entry.get("source") == data.source and entry.get("image_id") in data.origin:
             entry["stage"] = "writer"
             entry["source"], entry["record"] = data.origin[entry["image_id"]]
             located += 1
