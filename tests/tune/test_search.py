@@ -85,30 +85,51 @@ def test_mirrored_search_writes_table_and_exports_best(demo_records, tmp_path):
     assert "srcc" in summary["best_test"]["overall"]
 
 
+def _trial_status(project_dir, trial_id):
+    path = os.path.join(project_dir, f"trial_{trial_id}", "trial.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @pytest.mark.slow
-def test_search_resumes_without_rerunning_completed_trials(demo_records, tmp_path):
+def test_interrupted_search_resumes_without_rerunning_completed_trials(demo_records, tmp_path):
     from tfaesthetic import tune
 
     # CFAN here (MRACNN in the other searches): objective AUC, maximised.
     config = tiny_experiment("demo_cfan", demo_records)
-    kwargs = dict(tuner="random", objective="auc", directory=str(tmp_path / "trials"), project_name="p", export=False, evaluate_best=False)
-    first = tune.run_search(config, max_trials=1, **kwargs)
-    assert first["trials_run_here"] == ["0"]
-    checkpoint = glob.glob(str(tmp_path / "trials" / "p" / "trial_0" / "checkpoint*"))
-    assert checkpoint
-    stamp = os.path.getmtime(checkpoint[0])
-    # A larger budget continues the same search: only the new trial runs.
-    second = tune.run_search(config, max_trials=2, **kwargs)
-    assert second["trials_run_here"] == ["1"]
-    assert os.path.getmtime(checkpoint[0]) == stamp
-    assert [r["status"] for r in second["trials"]] == ["COMPLETED"] * 2
-    assert second["trials"][0] == first["trials"][0]
-    assert second["objective"] == {"name": "val_user_rating_auc", "direction": "max"}
-    assert set(second["trials"][1]["metrics"]) == {"user_rating_auc", "agnostic_rating_accuracy", "loss"}
-    assert max(second["trials"], key=lambda r: r["score"])["trial_id"] == second["best"]["trial_id"]
-    # A finished search run again runs nothing and reports the same trials.
-    third = tune.run_search(config, max_trials=2, **kwargs)
-    assert third["trials_run_here"] == [] and third["trials"] == second["trials"]
+    directory = str(tmp_path / "trials")
+    project_dir = os.path.join(directory, "p")
+    kwargs = dict(tuner="random", objective="auc", directory=directory, project_name="p", export=False,
+                  evaluate_best=False)
+    # A search killed once its first trial has completed.
+    spec = _spec(tmp_path, "killed", config, max_trials=2, **kwargs)
+    log = str(tmp_path / "killed.log")
+    proc = _start(spec, str(tmp_path / "killed.json"), log=log)
+    try:
+        deadline = time.time() + 240
+        while _trial_status(project_dir, "0") != "COMPLETED":
+            assert proc.poll() is None, _tail(log)
+            assert time.time() < deadline, _tail(log)
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    checkpoint = os.path.join(project_dir, "trial_0", "checkpoint.weights.h5")
+    stamp = os.path.getmtime(checkpoint)
+    # The same search again: trial 0 is not run again.
+    resumed = tune.run_search(config, max_trials=2, **kwargs)
+    assert "0" not in resumed["trials_run_here"]
+    assert os.path.getmtime(checkpoint) == stamp
+    assert [r["status"] for r in resumed["trials"]] == ["COMPLETED"] * 2
+    assert resumed["objective"] == {"name": "val_user_rating_auc", "direction": "max"}
+    assert set(resumed["trials"][1]["metrics"]) == {"user_rating_auc", "agnostic_rating_accuracy", "loss"}
+    assert max(resumed["trials"], key=lambda r: r["score"])["trial_id"] == resumed["best"]["trial_id"]
+    # A larger budget extends the finished search by the new trial only.
+    extended = tune.run_search(config, max_trials=3, **kwargs)
+    assert extended["trials_run_here"] == ["2"] and extended["trials"][:2] == resumed["trials"]
 
 
 @pytest.mark.slow
