@@ -9,6 +9,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.test_case import TestCase
 from tfaesthetic.losses import EMD
@@ -127,6 +128,82 @@ class MRACNNTest(TestCase):
         self.assertEqual(len(restored.trainable_weights), len(model.trainable_weights))
         with pytest.raises(ValueError, match="Received: variant='backbone_only'"):
             MRACNN(**TINY, variant="backbone_only").initialize_embeddings(matrix)
+
+    def test_empty_comment_prediction_depends_on_the_image(self):
+        """Multiplicative fusion of an image with the learned "no comment" vector is not zero.
+
+        With `empty_text="zeros"` (the bare Text-CNN) MFB / product fusion of any image with an
+        all-padding comment is 0, so every such image gets the head's prior and the backbone gets
+        no gradient from it; the learned vector keeps both.
+        """
+        rng = np.random.default_rng(5)
+        images = rng.uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+        inputs = {"image": images, "tokens": np.zeros((2, 12), "int32")}
+        for fusion, extra in (("mfb", {}), ("product", {"fusion_units": 4})):
+            for empty_text in ("learned", "zeros"):
+                with self.subTest(fusion=fusion, empty_text=empty_text):
+                    keras.utils.set_random_seed(3)
+                    model = MRACNN(**TINY, fusion=fusion, empty_text=empty_text, **extra)
+                    if fusion == "product":  # a non-zero text-projection bias would hide the effect
+                        self.assertAllClose(model.get_layer("text_projection").bias, np.zeros(4))
+                    with tf.GradientTape() as tape:
+                        dist = model(inputs, training=False)["distribution"]
+                        loss = tf.reduce_sum(dist * tf.range(10, dtype="float32"))
+                    grads = tape.gradient(loss, model.backbone_model.trainable_weights)
+                    gap = float(np.abs(np.asarray(dist[0]) - np.asarray(dist[1])).max())
+                    grad_norm = sum(float(np.abs(np.asarray(g)).sum()) for g in grads if g is not None)
+                    if empty_text == "learned":
+                        self.assertGreater(gap, 1e-6)
+                        self.assertGreater(grad_norm, 0.0)
+                    else:
+                        self.assertLess(gap, 1e-7)
+                        self.assertEqual(grad_norm, 0.0)
+
+    def test_learned_empty_vector_survives_saving(self):
+        model = MRACNN(**TINY)
+        vector = np.linspace(-0.5, 0.5, 9).astype("float32")
+        model.get_layer("text_cnn").empty_embedding.assign(vector)
+        inputs = tiny_inputs(model)
+        inputs["tokens"][1] = 0
+        restored = self.run_model_saving_test(model, inputs)
+        self.assertAllClose(restored.get_layer("text_cnn").empty_embedding, vector)
+        self.assertEqual(restored.get_config()["empty_text"], "learned")
+
+    def test_comment_dropout_replaces_text_in_training_only(self):
+        quiet = dict(text_dropout=0.0, mfb_dropout=0.0, head_dropout=0.0)
+        model = MRACNN(**TINY, **quiet, comment_dropout=0.5)
+        self.assertEqual(self.run_serialization_test(model).comment_dropout, 0.5)
+        inputs = tiny_inputs(model, batch=64, seed=4)
+        inputs["tokens"][:, 0] = 7  # every example has a comment
+        without = {"image": inputs["image"], "tokens": np.zeros_like(inputs["tokens"])}
+        with_text = np.asarray(model(inputs, training=False)["distribution"])
+        no_text = np.asarray(model(without, training=False)["distribution"])
+        trained = np.asarray(model(inputs, training=True)["distribution"])
+        as_empty = np.all(np.abs(trained - no_text) < 1e-6, axis=-1)
+        as_given = np.all(np.abs(trained - with_text) < 1e-6, axis=-1)
+        self.assertTrue(np.all(as_empty | as_given))
+        self.assertTrue(8 <= as_empty.sum() <= 56, as_empty.sum())  # Binomial(64, 0.5)
+        self.assertFalse(np.any(np.all(np.abs(with_text - no_text) < 1e-6, axis=-1)))
+        with pytest.raises(ValueError, match="Received: comment_dropout=1.0"):
+            MRACNN(**TINY, comment_dropout=1.0)
+        with pytest.raises(ValueError, match="Received: empty_text='prior'"):
+            MRACNN(**TINY, variant="backbone_only", empty_text="prior")
+
+    def test_empty_comment_is_finite_under_mixed_precision(self):
+        previous = keras.config.dtype_policy()
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        try:
+            for empty_text in ("learned", "zeros"):
+                model = MRACNN(**TINY, empty_text=empty_text)
+                inputs = tiny_inputs(model)
+                inputs["tokens"][0] = 0  # an image without comments
+                out = model(inputs, training=False)
+                self.assertEqual(model.get_layer("mfb_pooling").compute_dtype, "float16")
+                self.assertTrue(np.all(np.isfinite(np.asarray(out["distribution"]))), empty_text)
+                self.assertTrue(np.all(np.isfinite(np.asarray(out["attention"]))), empty_text)
+        finally:
+            keras.mixed_precision.set_dtype_policy(previous)
+        self.assertEqual(keras.config.dtype_policy().name, previous.name)
 
     def test_frozen_backbone(self):
         model = MRACNN(**TINY, trainable_backbone=False)

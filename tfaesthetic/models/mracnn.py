@@ -8,7 +8,7 @@ import numpy as np
 from tfaesthetic.features import AVA_SCALE, PHOTONET_SCALE, ScoreScale
 from tfaesthetic.layers.mfb_pooling import MFBPooling
 from tfaesthetic.layers.recurrent_attention import RecurrentAttention
-from tfaesthetic.layers.text_cnn import TextCNN
+from tfaesthetic.layers.text_cnn import EMPTY_TEXT, TextCNN
 from tfaesthetic.losses.emd import EMD
 from tfaesthetic.metrics.distribution import distribution_metrics
 from tfaesthetic.models.backbones import default_image_size, get_backbone
@@ -104,6 +104,14 @@ class MRACNN(keras.Model):
         fusion_units: common size of the projected streams for `sum` and
             `product` fusion; defaults to `mfb_o`.
         head_dropout: dropout before the softmax head (the paper states none).
+        empty_text: Text-CNN output for a comment that is all padding (an image
+            without comments): `"learned"`, a trained "no comment" vector, so
+            that MFB / product fusion still depends on the image, or `"zeros"`
+            (the bare Text-CNN, under which MFB / product fusion of any image with
+            no comment is zero and every such image gets the same prediction).
+        comment_dropout: training only: the fraction of examples whose text
+            features are replaced by the "no comment" vector, so that it learns
+            to stand for images without comments (0 = off, needs `"learned"`).
         **kwargs: `keras.Model` arguments (`name`, `trainable`, `dtype`).
 
     Call arguments:
@@ -141,12 +149,17 @@ class MRACNN(keras.Model):
         mfb_dropout=0.1,
         fusion_units=None,
         head_dropout=0.0,
+        empty_text="learned",
+        comment_dropout=0.0,
         **kwargs,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"`variant` must be one of {VARIANTS}. Received: variant={variant!r}")
         if fusion not in FUSIONS:
             raise ValueError(f"`fusion` must be one of {FUSIONS}. Received: fusion={fusion!r}")
+        if empty_text not in EMPTY_TEXT:
+            raise ValueError(f"`empty_text` must be one of {EMPTY_TEXT}. Received: empty_text={empty_text!r}")
+        comment_dropout = _rate("comment_dropout", comment_dropout)
         num_bins = _positive_int("num_bins", num_bins)
         if num_bins < 2:
             raise ValueError(f"`num_bins` must be >= 2. Received: num_bins={num_bins}")
@@ -185,6 +198,8 @@ class MRACNN(keras.Model):
                 kernel_sizes=kernel_sizes,
                 dropout=_rate("text_dropout", text_dropout),
                 trainable_embeddings=trainable_embeddings,
+                empty_text=empty_text,
+                comment_dropout=comment_dropout,
                 name="text_cnn",
             )
         if uses_image and uses_text:
@@ -263,6 +278,8 @@ class MRACNN(keras.Model):
         self.mfb_dropout = mfb_dropout
         self.fusion_units = fusion_units
         self.head_dropout = head_dropout
+        self.empty_text = empty_text
+        self.comment_dropout = comment_dropout
 
     @property
     def input_keys(self):
@@ -380,6 +397,8 @@ class MRACNN(keras.Model):
             "mfb_dropout": self.mfb_dropout,
             "fusion_units": self.fusion_units,
             "head_dropout": self.head_dropout,
+            "empty_text": self.empty_text,
+            "comment_dropout": self.comment_dropout,
         }
 
     @classmethod
