@@ -44,7 +44,11 @@ def test_two_workers_resume_from_chief_checkpoint_and_end_with_identical_weights
     resumed_from = trainer.train(first, run_dir, restore_best=False).model.get_weights()
     assert _read_json(os.path.join(run_dir, "checkpoints", "state.json"))["epoch"] == 1
 
-    config = tiny_experiment("demo", demo_records, trainer__epochs=2, runtime__strategy="multi_worker")
+    # Validation runs the whole split each epoch (no step cap), so the cluster's
+    # validation metrics can be compared with the chief's single-process evaluation.
+    config = tiny_experiment(
+        "demo", demo_records, trainer__epochs=2, trainer__validation_steps=None, runtime__strategy="multi_worker"
+    )
     config_path = str(tmp_path / "config.json")
     config.save(config_path)
     ports = _free_ports(2)
@@ -56,7 +60,8 @@ def test_two_workers_resume_from_chief_checkpoint_and_end_with_identical_weights
         log = open(tmp_path / f"worker{index}.log", "w")
         logs.append(log)
         out = str(tmp_path / f"weights{index}.npz")
-        procs.append(subprocess.Popen([sys.executable, WORKER, config_path, run_dir, out], env=env, stdout=log, stderr=subprocess.STDOUT))
+        args = [sys.executable, WORKER, config_path, run_dir, out, "--val-metrics"]
+        procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT))
     try:
         codes = [p.wait(timeout=400) for p in procs]
     finally:
@@ -80,6 +85,25 @@ def test_two_workers_resume_from_chief_checkpoint_and_end_with_identical_weights
     assert s0["epochs_run"] == [0, 1] and s1["epochs_run"] == [1]
     np.testing.assert_allclose(s0["history"]["loss"][1:], s1["history"]["loss"], rtol=1e-6)
     np.testing.assert_allclose(s0["history"]["val_loss"][1:], s1["history"]["val_loss"], rtol=1e-6)
+    # The compiled metrics (seed 003 §IV-A: accuracy, SRCC, PLCC, MAE, RMSE, EMD) are
+    # logged by the multi-worker epochs under the names `Model.fit` logged them in
+    # epoch 1, training and validation.
+    h0, h1 = s0["history"], s1["history"]
+    fit_metrics = sorted(k for k in h0 if not k.endswith("loss") and k != "learning_rate")
+    assert any(k.endswith("srcc") for k in fit_metrics) and any(k.endswith("plcc") for k in fit_metrics), fit_metrics
+    assert any(k.startswith("val_") for k in fit_metrics), fit_metrics
+    for key in fit_metrics:
+        assert len(h0[key]) == 2 and len(h1[key]) == 1, key
+        # Aggregated across the workers: both report the same value...
+        np.testing.assert_allclose(h0[key][1:], h1[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        assert np.isfinite(h1[key][0]), key
+    # ... which is the metric of the whole split: the chief's single-process
+    # evaluation of the final weights on the whole validation split agrees with the
+    # last epoch's cluster-wide validation metrics (each worker saw half the split).
+    whole = s0["val_metrics"]
+    val_metrics = [k for k in fit_metrics if k.startswith("val_")]
+    for key in val_metrics:
+        np.testing.assert_allclose(h1[key][0], whole[key[len("val_"):]], rtol=1e-3, atol=1e-3, err_msg=key)
     # Only the chief wrote into the run directory.
     state = _read_json(os.path.join(run_dir, "checkpoints", "state.json"))
     assert state["epoch"] == 2 and state["completed"]

@@ -14,7 +14,13 @@ step runs `strategy.run(step_fn)` on every replica of every worker:
   variables once (`merge_call`), so every worker ends each step with identical
   weights;
 - losses and example counts are reduced with `strategy.reduce(SUM)`, so the logged
-  training and validation losses are those of the whole cluster.
+  training and validation losses are those of the whole cluster;
+- the model's compiled metrics (MRACNN's accuracy, SRCC, PLCC, MAE, RMSE, EMD;
+  CFAN's AUC and accuracy) are updated in the replica step with `compute_metrics`.
+  Their state variables are sum-aggregated on-read variables: each replica adds its
+  examples to its own copy, and reading them after the epoch in cross-replica
+  context sums every replica of every worker, so each worker logs the metric of the
+  whole split the cluster saw (`accuracy`, `val_accuracy`, ... as `Model.fit` does).
 
 Checkpoints follow `tfaesthetic.trainer.RunState`: the chief writes them to the run
 directory, the other workers to a scratch directory (deleted at the end). On resume
@@ -121,8 +127,63 @@ def _distribute(strategy, dataset):
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
+def build_metrics(strategy, model, element_spec) -> None:
+    """Creates the compiled metrics' state variables under the strategy, up front.
+
+    The metric variables must exist before the replica step is traced (they cannot be
+    created inside `strategy.run`); they are built symbolically from the dataset's
+    element spec, as `Model.fit` does before its first step.
+
+    Args:
+        strategy: the strategy.
+        model: the compiled model (built).
+        element_spec: the `(features, labels)` element spec of the (undistributed)
+            training dataset.
+    """
+    with strategy.scope():
+        model._symbolic_build(data_batch=tuple(element_spec))
+
+
+def _is_loss_key(name: str) -> bool:
+    # Loss trackers of `compile` (the loop computes the losses itself).
+    return name == "loss" or name.endswith("_loss")
+
+
+def read_metrics(strategy, model) -> dict:
+    """The compiled metrics' values over every replica of every worker.
+
+    Reads the sum-aggregated metric variables in cross-replica context (an
+    all-reduce: every worker must call it at the same point of the loop).
+
+    Args:
+        strategy: the strategy.
+        model: the compiled model.
+
+    Returns:
+        Metric name (as `Model.fit` logs it, e.g. "distribution_srcc" or "auc") ->
+        float; the loss trackers of `compile` are left out.
+    """
+
+    @tf.function
+    def read():
+        return model.get_metrics_result()
+
+    with strategy.scope():
+        results = read()
+    return {k: float(np.asarray(v)) for k, v in results.items() if not _is_loss_key(k)}
+
+
+def reset_metrics(strategy, model) -> None:
+    """Zeroes the compiled metrics' state on every replica."""
+    with strategy.scope():
+        model.reset_metrics()
+
+
 def make_step_functions(strategy, model, losses: dict, weights: dict):
     """The distributed train and eval steps.
+
+    Both steps also update the model's compiled metrics (`model.compute_metrics`) on
+    each replica's examples; read them with `read_metrics`.
 
     Returns:
         `(train_step, eval_step)`; each takes a distributed `(features, labels)` batch
@@ -147,11 +208,14 @@ def make_step_functions(strategy, model, losses: dict, weights: dict):
         # Keras 3 (TF backend) all-reduces the gradients (SUM) in the replica
         # context and applies one update to the mirrored variables.
         optimizer.apply_gradients(zip(grads, variables))
+        # This replica's examples into the (sum-aggregated) metric state.
+        model.compute_metrics(features, labels, outputs)
         return tf.reduce_sum(per_example), local_count
 
     def eval_fn(features, labels):
         outputs = model(features, training=False)
         per_example = per_example_loss(losses, weights, labels, outputs)
+        model.compute_metrics(features, labels, outputs)
         return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32)
 
     def reduce(pair):
@@ -222,6 +286,8 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
     history, epochs_run = state.history, state.epochs_run
     _sync_state(strategy, model, state)
     state.history, state.epochs_run = history, epochs_run
+    # After the broadcast: the metric state is not part of `model.variables`.
+    build_metrics(strategy, model, train_ds.element_spec)
     train_step, eval_step = make_step_functions(strategy, model, losses, weights)
     monitor = "val_loss" if dist_val is not None else "loss"
     writers = {}
@@ -243,10 +309,15 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
             print(f"Epoch {epoch + 1}/{train_cfg.epochs}")
             progbar = keras.utils.Progbar(train_cfg.steps_per_epoch, verbose=train_cfg.verbose)
         started = time.time()
+        # Every worker runs the same collectives in the same order: reset, steps,
+        # read (all-reduce), reset, validation steps, read.
+        reset_metrics(strategy, model)
         loss, steps = _run_epoch(train_step, dist_train, train_cfg.steps_per_epoch, progbar, train_iterator)
-        logs = {"loss": loss}
+        logs = {"loss": loss, **read_metrics(strategy, model)}
         if dist_val is not None:
+            reset_metrics(strategy, model)
             logs["val_loss"], _ = _run_epoch(eval_step, dist_val, train_cfg.validation_steps, None, val_iterator)
+            logs.update({"val_" + k: v for k, v in read_metrics(strategy, model).items()})
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         if chief:
             for name, writer in writers.items():
