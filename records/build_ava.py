@@ -30,24 +30,14 @@ def main(argv):
     def build(rejections):
         if not _AVA_DIR.value:
             raise ValueError("--ava_dir is required")
-        val_fraction, test_fraction = common.fractions_from_flags(_COMMON)
         return ava.build_ava(
             _COMMON["out_dir"].value,
             _AVA_DIR.value,
             image_dir=_IMAGE_DIR.value,
             comments=_COMMON["comments"].value,
-            drop_no_comments=_COMMON["drop_no_comments"].value,
-            min_comment_words=_COMMON["min_comment_words"].value,
             major_tags_min_images=_MAJOR_TAGS.value,
             official_test_list=_OFFICIAL_TEST_LIST.value,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=_COMMON["seed"].value,
-            num_shards=_COMMON["num_shards"].value,
-            rewrite_reviews=_COMMON["rewrite_reviews"].value,
-            validate_images=_COMMON["validate_images"].value,
-            rejections=rejections,
-            command_line=" ".join(sys.argv),
+            **common.build_kwargs_from_flags(_COMMON, rejections),
         )
 
     sys.exit(common.run_build(build, _COMMON["out_dir"].value))

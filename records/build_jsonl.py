@@ -28,7 +28,6 @@ def main(argv):
     def build(rejections):
         if not _JSONL.value:
             raise ValueError("--jsonl is required")
-        val_fraction, test_fraction = common.fractions_from_flags(_COMMON)
         try:
             score_values = [float(v) for v in _SCORE_VALUES.value] if _SCORE_VALUES.value else None
         except ValueError:
@@ -39,16 +38,7 @@ def main(argv):
             num_bins=_NUM_BINS.value,
             score_values=score_values,
             threshold=_THRESHOLD.value,
-            drop_no_comments=_COMMON["drop_no_comments"].value,
-            min_comment_words=_COMMON["min_comment_words"].value,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=_COMMON["seed"].value,
-            num_shards=_COMMON["num_shards"].value,
-            rewrite_reviews=_COMMON["rewrite_reviews"].value,
-            validate_images=_COMMON["validate_images"].value,
-            rejections=rejections,
-            command_line=" ".join(sys.argv),
+            **common.build_kwargs_from_flags(_COMMON, rejections),
         )
         print(f"score scale: {manifest['source_notes']['score_scale']}")
         return manifest

@@ -25,24 +25,14 @@ def main(argv):
     def build(rejections):
         if not _SCORES.value:
             raise ValueError("--scores is required")
-        val_fraction, test_fraction = common.fractions_from_flags(_COMMON)
         return photonet.build_photonet(
             _COMMON["out_dir"].value,
             _SCORES.value,
             image_dir=_IMAGE_DIR.value,
             comments=_COMMON["comments"].value,
-            drop_no_comments=_COMMON["drop_no_comments"].value,
-            min_comment_words=_COMMON["min_comment_words"].value,
             val_list=_VAL_LIST.value,
             test_list=_TEST_LIST.value,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=_COMMON["seed"].value,
-            num_shards=_COMMON["num_shards"].value,
-            rewrite_reviews=_COMMON["rewrite_reviews"].value,
-            validate_images=_COMMON["validate_images"].value,
-            rejections=rejections,
-            command_line=" ".join(sys.argv),
+            **common.build_kwargs_from_flags(_COMMON, rejections),
         )
 
     sys.exit(common.run_build(build, _COMMON["out_dir"].value))

@@ -1,7 +1,8 @@
 """Whole-split evaluation of predicted score distributions (seed 003 §IV-A, Table V).
 
-`evaluate_distributions` computes the paper's six metrics exactly (NumPy, float64)
-over a whole split - overall and per semantic tag, like Table V -
+`evaluate_distributions` computes the paper's six metrics exactly (float64) over a
+whole split, overall and per semantic tag like Table V (EMD and the normalisation
+of the rows are `tfaesthetic.losses.emd`'s, the one implementation of Eq. 1);
 `evaluate_model` runs a model over a `build_dataset(..., include_metadata=True)`
 dataset and evaluates its predictions, and `format_table` prints the results.
 
@@ -25,6 +26,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from tfaesthetic.features import AVA_SCALE, ScoreScale
+from tfaesthetic.losses.emd import emd, normalize_distribution
 
 METRIC_NAMES = ("accuracy", "srcc", "plcc", "mae", "rmse", "emd")
 _HEADERS = {
@@ -45,11 +47,6 @@ def _as_scale(scale) -> ScoreScale:
     if isinstance(scale, Mapping):
         return ScoreScale.from_json(scale)
     raise TypeError(f"`scale` must be a ScoreScale, its JSON dict or None. Received: scale={scale!r}")
-
-
-def _normalize(distributions):
-    total = distributions.sum(axis=-1, keepdims=True)
-    return distributions / np.where(total > 0, total, 1.0)
 
 
 def average_ranks(values) -> np.ndarray:
@@ -83,10 +80,6 @@ def spearman(x, y) -> float:
     return pearson(average_ranks(x), average_ranks(y))
 
 
-def _emd_r1(q, q_hat):
-    return np.abs(np.cumsum(q, axis=-1) - np.cumsum(q_hat, axis=-1)).mean(axis=-1)
-
-
 def _row(q, q_hat, values, threshold) -> dict:
     mu_true, mu_pred = q @ values, q_hat @ values
     error = mu_pred - mu_true
@@ -100,7 +93,7 @@ def _row(q, q_hat, values, threshold) -> dict:
         "plcc": pearson(mu_true, mu_pred),
         "mae": float(np.mean(np.abs(error))),
         "rmse": float(np.sqrt(np.mean(error**2))),
-        "emd": float(np.mean(_emd_r1(q, q_hat))),
+        "emd": float(np.mean(np.asarray(emd(q, q_hat, r=1)))),
     }
 
 
@@ -153,7 +146,8 @@ def evaluate_distributions(
         )
     if q.shape[1] != scale.num_bins:
         raise ValueError(f"Expected {scale.num_bins} score bins. Received: y_true.shape={q.shape}")
-    q, q_hat = _normalize(q), _normalize(q_hat)
+    q = np.asarray(normalize_distribution(q), dtype=np.float64)
+    q_hat = np.asarray(normalize_distribution(q_hat), dtype=np.float64)
     values = np.asarray(scale.values, dtype=np.float64)
     results = {"overall": _row(q, q_hat, values, scale.threshold), "per_tag": {}, "scale": scale.to_json()}
     if tags is None:

@@ -38,7 +38,6 @@ from typing import Optional
 
 from tfaesthetic import features
 from tfaesthetic.records import common
-from tfaesthetic.records import reviews as reviews_lib
 from tfaesthetic.records.rejections import Rejections
 
 NUM_FIELDS = 15
@@ -249,30 +248,17 @@ def _parse_row(line, number, path, seen, rejections):
     return number, image_id, votes, tags, challenge if challenge > 0 else features.UNKNOWN_CHALLENGE
 
 
-def build_ava(
-    out_dir: str,
-    ava_dir: str,
-    *,
-    num_shards=4,
-    rules: reviews_lib.ReviewRules = reviews_lib.ReviewRules(),
-    rewrite_reviews: bool = False,
-    command_line: str = "",
-    validate_images: bool = True,
-    rejections: Optional[Rejections] = None,
-    **read_kwargs,
-) -> dict:
-    """Reads AVA (`read_ava(ava_dir, **read_kwargs)`), derives ratings, writes records.
+def build_ava(out_dir: str, ava_dir: str, **kwargs) -> dict:
+    """Reads AVA (`read_ava(ava_dir, **kwargs)`), derives ratings, writes records.
+
+
+    Args:
+        out_dir: output directory of the records.
+        **kwargs: the options of `common.build` (`num_shards`, `rules`,
+            `rewrite_reviews`, `command_line`, `validate_images`, `rejections`)
+            and those of `read_ava`.
 
     Returns:
         The manifest (with `consistency`, Eq. 7 of seed 000, over the written images).
     """
-    data = read_ava(ava_dir, rejections=rejections, **read_kwargs)
-    return common.finish_build(
-        data,
-        out_dir,
-        num_shards=num_shards,
-        rules=rules,
-        rewrite_reviews=rewrite_reviews,
-        command_line=command_line,
-        validate_images=validate_images,
-    )
+    return common.build(read_ava, out_dir, ava_dir, **kwargs)

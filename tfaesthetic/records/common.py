@@ -508,6 +508,52 @@ def finish_build(
     return manifest
 
 
+def build(
+    read_fn: Callable[..., SourceData],
+    out_dir: str,
+    source_path: str,
+    *,
+    num_shards=4,
+    rules: reviews_lib.ReviewRules = reviews_lib.ReviewRules(),
+    rewrite_reviews: bool = False,
+    command_line: str = "",
+    validate_images: bool = True,
+    rejections: Optional[Rejections] = None,
+    **read_kwargs,
+) -> dict:
+    """Reads a source (`read_fn(source_path, rejections=..., **read_kwargs)`), derives ratings, writes records.
+
+    The one build of every source (`ava.build_ava`, `photonet.build_photonet`,
+    `jsonl.build_jsonl`): stage 1 is the source's reader, stage 2 `finish_build`.
+
+    Args:
+        read_fn: the source's reader, e.g. `ava.read_ava`; returns a `SourceData`.
+        out_dir: output directory of the records.
+        source_path: the reader's first argument (the AVA folder, the scores file,
+            the JSONL file).
+        num_shards: shards per split (int or `{split: n}`).
+        rules: the review-derivation thresholds (seed 000 §4.1).
+        rewrite_reviews: store type II reviews rewritten as the paper does.
+        command_line: the command for the manifest (default: `sys.argv`).
+        validate_images: decode every image once to reject bad ones.
+        rejections: the build's `Rejections` (a new one when None).
+        **read_kwargs: the reader's own options (comments, splits, protocols).
+
+    Returns:
+        The manifest (`consistency`: Eq. 7 of seed 000 when the source has votes).
+    """
+    data = read_fn(source_path, rejections=rejections, **read_kwargs)
+    return finish_build(
+        data,
+        out_dir,
+        num_shards=num_shards,
+        rules=rules,
+        rewrite_reviews=rewrite_reviews,
+        command_line=command_line,
+        validate_images=validate_images,
+    )
+
+
 def write_records_fn():
     from tfaesthetic.records.writer import write_records
 
@@ -561,6 +607,23 @@ def define_build_flags(flags, *, default_val_fraction: float = 0.05, default_tes
             "rewrite_reviews", False, "Store type II reviews as 'The photo is good/bad' (paper cleaning step)."
         ),
         "validate_images": flags.DEFINE_bool("validate_images", True, "Decode every image once to reject bad ones."),
+    }
+
+
+def build_kwargs_from_flags(holders: dict, rejections: Rejections) -> dict:
+    """The options every source's build takes, from the shared flags (`define_build_flags`)."""
+    val_fraction, test_fraction = fractions_from_flags(holders)
+    return {
+        "drop_no_comments": holders["drop_no_comments"].value,
+        "min_comment_words": holders["min_comment_words"].value,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "seed": holders["seed"].value,
+        "num_shards": holders["num_shards"].value,
+        "rewrite_reviews": holders["rewrite_reviews"].value,
+        "validate_images": holders["validate_images"].value,
+        "rejections": rejections,
+        "command_line": " ".join(sys.argv),
     }
 
 

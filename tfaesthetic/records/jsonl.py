@@ -53,7 +53,6 @@ from typing import Optional, Sequence
 
 from tfaesthetic import features
 from tfaesthetic.records import common
-from tfaesthetic.records import reviews as reviews_lib
 from tfaesthetic.records.rejections import Rejections
 
 MAX_TAGS = 2
@@ -307,30 +306,17 @@ def read_jsonl(
     )
 
 
-def build_jsonl(
-    out_dir: str,
-    path: str,
-    *,
-    num_shards=4,
-    rules: reviews_lib.ReviewRules = reviews_lib.ReviewRules(),
-    rewrite_reviews: bool = False,
-    command_line: str = "",
-    validate_images: bool = True,
-    rejections: Optional[Rejections] = None,
-    **read_kwargs,
-) -> dict:
-    """Reads a JSONL file (`read_jsonl(path, **read_kwargs)`), derives ratings, writes records.
+def build_jsonl(out_dir: str, path: str, **kwargs) -> dict:
+    """Reads a JSONL file (`read_jsonl(path, **kwargs)`), derives ratings, writes records.
+
+
+    Args:
+        out_dir: output directory of the records.
+        **kwargs: the options of `common.build` (`num_shards`, `rules`,
+            `rewrite_reviews`, `command_line`, `validate_images`, `rejections`)
+            and those of `read_jsonl`.
 
     Returns:
         The manifest (`consistency`: Eq. 7 of seed 000 when the lines have votes).
     """
-    data = read_jsonl(path, rejections=rejections, **read_kwargs)
-    return common.finish_build(
-        data,
-        out_dir,
-        num_shards=num_shards,
-        rules=rules,
-        rewrite_reviews=rewrite_reviews,
-        command_line=command_line,
-        validate_images=validate_images,
-    )
+    return common.build(read_jsonl, out_dir, path, **kwargs)

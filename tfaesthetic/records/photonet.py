@@ -33,7 +33,6 @@ from typing import Optional
 
 from tfaesthetic import features
 from tfaesthetic.records import common
-from tfaesthetic.records import reviews as reviews_lib
 from tfaesthetic.records.rejections import Rejections
 
 NUM_BINS = features.PHOTONET_SCALE.num_bins
@@ -184,30 +183,17 @@ def _parse_row(fields, number, path, seen, rejections, tag_index):
     return features.ImageRecord(image_id=image_id, votes=votes, tags=tags)
 
 
-def build_photonet(
-    out_dir: str,
-    scores_file: str,
-    *,
-    num_shards=4,
-    rules: reviews_lib.ReviewRules = reviews_lib.ReviewRules(),
-    rewrite_reviews: bool = False,
-    command_line: str = "",
-    validate_images: bool = True,
-    rejections: Optional[Rejections] = None,
-    **read_kwargs,
-) -> dict:
-    """Reads Photo.net (`read_photonet(scores_file, **read_kwargs)`), derives ratings, writes records.
+def build_photonet(out_dir: str, scores_file: str, **kwargs) -> dict:
+    """Reads Photo.net (`read_photonet(scores_file, **kwargs)`), derives ratings, writes records.
+
+
+    Args:
+        out_dir: output directory of the records.
+        **kwargs: the options of `common.build` (`num_shards`, `rules`,
+            `rewrite_reviews`, `command_line`, `validate_images`, `rejections`)
+            and those of `read_photonet`.
 
     Returns:
         The manifest (with `consistency`, Eq. 7 of seed 000, threshold 4 on 1..7).
     """
-    data = read_photonet(scores_file, rejections=rejections, **read_kwargs)
-    return common.finish_build(
-        data,
-        out_dir,
-        num_shards=num_shards,
-        rules=rules,
-        rewrite_reviews=rewrite_reviews,
-        command_line=command_line,
-        validate_images=validate_images,
-    )
+    return common.build(read_photonet, out_dir, scores_file, **kwargs)
