@@ -38,9 +38,13 @@ Both return the same named outputs:
 
 Bad inputs at serving time (documented in README.md, "Serving", and tested):
 
-- bytes that are not an encoded image (no JPEG/PNG/GIF/BMP/WebP signature, or empty)
-  fail the request with `InvalidArgumentError` whose message starts with
-  `image_bytes:` and gives the batch positions at fault;
+- bytes that are not an encoded image (no JPEG/PNG/GIF/BMP/WebP signature, or empty),
+  and truncated JPEG / PNG files (a JPEG must end with its FF D9 end-of-image marker,
+  up to 254 trailing zero bytes allowed; a PNG must hold its IEND chunk in its last
+  256 bytes) fail the request with `InvalidArgumentError` whose message starts with
+  `image_bytes:` and gives the batch positions at fault. (A JPEG with other data
+  appended after its end marker, e.g. a phone's "motion photo", is refused too:
+  send the image part only.);
 - an empty comment (or one with no letters or digits) tokenises to all-padding
   tokens, exactly what the input pipeline produces for an image without comments,
   and the output `has_comment` is 0 for that row. The Text-CNN then contributes a
@@ -89,6 +93,13 @@ _IMAGE_SIGNATURES = {
 }
 
 _VERSION_RE = re.compile(r"^[0-9]+$")
+
+# Bytes at the end of an encoded image examined by the structure check: a JPEG must
+# end with its end-of-image marker FF D9, followed by at most `_TAIL - 2` zero bytes
+# (some writers pad files to a block size); a PNG must hold its IEND chunk there.
+_TAIL = 256
+_JPEG_EOI = (0xFF, 0xD9)
+_PNG_IEND = b"IEND"
 
 
 def read_manifest_and_dir(records_dir_or_manifest) -> tuple[dict, str]:
@@ -159,8 +170,40 @@ class IdLookup(tf.Module):
         return tf.cast(self.table.lookup(ids), tf.int32)
 
 
+def _complete_structure(image_bytes: tf.Tensor, is_jpeg: tf.Tensor, is_png: tf.Tensor) -> tf.Tensor:
+    """True where a JPEG ends with FF D9 (zero padding allowed) and a PNG holds IEND near its end.
+
+    Other formats (and non-images) pass: the caller checks signatures.
+    """
+    # A non-zero prefix makes every string at least `_TAIL` bytes long without adding
+    # a marker; the last `_TAIL` bytes then decode to a fixed-size uint8 row.
+    padded = tf.strings.join([tf.constant(b"\x01" * _TAIL), image_bytes])
+    tail = tf.strings.substr(padded, tf.strings.length(padded) - _TAIL, tf.fill(tf.shape(padded), _TAIL))
+    tail = tf.reshape(tf.io.decode_raw(tail, tf.uint8), [-1, _TAIL])
+    tail = tf.cast(tail, tf.int32)
+    # JPEG: the last non-zero byte is D9 and the one before it FF.
+    last = _TAIL - 1 - tf.argmax(tf.cast(tf.reverse(tail, axis=[1]) != 0, tf.int32), axis=1, output_type=tf.int32)
+    rows = tf.range(tf.shape(tail)[0])
+    at_last = tf.gather_nd(tail, tf.stack([rows, last], axis=1))
+    before_last = tf.gather_nd(tail, tf.stack([rows, tf.maximum(last - 1, 0)], axis=1))
+    jpeg_ok = (last >= 1) & tf.equal(before_last, _JPEG_EOI[0]) & tf.equal(at_last, _JPEG_EOI[1])
+    # PNG: the four bytes "IEND" somewhere in the tail (the chunk type + its CRC end a PNG).
+    iend = tf.ones_like(tail[:, : _TAIL - 3], dtype=tf.bool)
+    for offset, char in enumerate(_PNG_IEND):
+        iend = iend & tf.equal(tail[:, offset : _TAIL - 3 + offset], char)
+    png_ok = tf.reduce_any(iend, axis=1)
+    return tf.logical_and(
+        tf.logical_or(tf.logical_not(is_jpeg), jpeg_ok), tf.logical_or(tf.logical_not(is_png), png_ok)
+    )
+
+
 def check_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Fails with a message naming `image_bytes` when an element is not an encoded image.
+    """Fails with a message naming `image_bytes` when an element is not a complete encoded image.
+
+    Checks the signature of every format `tf.io.decode_image` reads, and the end of
+    JPEG (the FF D9 end-of-image marker, trailing zero padding allowed) and PNG (the
+    IEND chunk) files, so that a truncated upload fails here, naming the input and
+    the batch positions, instead of deep in the decoder (`jpeg::Uncompress failed`).
 
     Args:
         image_bytes: string `[B]`.
@@ -171,22 +214,31 @@ def check_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
     # Padding keeps substr in range for short (or empty) strings.
     head = tf.strings.substr(tf.strings.join([image_bytes, "\0" * 12]), 0, 12)
     ok = tf.zeros_like(image_bytes, dtype=tf.bool)
+    matches = {}
     for fmt, magic in _IMAGE_SIGNATURES.items():
         match = tf.equal(tf.strings.substr(head, 0, len(magic)), magic)
         if fmt == "webp":
             match = tf.logical_and(match, tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
+        matches[fmt] = match
         ok = tf.logical_or(ok, match)
+    ok = tf.logical_and(ok, _complete_structure(image_bytes, matches["jpeg"], matches["png"]))
     bad = tf.reshape(tf.where(tf.logical_not(ok)), [-1])
+    ends = tf.strings.join([tf.constant(b"\0" * 8), image_bytes])
+    ends = tf.strings.substr(ends, tf.strings.length(ends) - 8, tf.fill(tf.shape(ends), 8))
     assertion = tf.debugging.Assert(
         tf.reduce_all(ok),
         [
-            "image_bytes: expected encoded JPEG, PNG, GIF, BMP or WebP bytes (the original file). "
-            "Received undecodable bytes at batch positions",
+            "image_bytes: expected complete encoded JPEG, PNG, GIF, BMP or WebP bytes (the original file; "
+            "a JPEG ends with its FF D9 marker, a PNG with its IEND chunk). "
+            "Received undecodable or truncated bytes at batch positions",
             bad,
-            "; their first bytes:",
-            tf.gather(tf.strings.substr(image_bytes, 0, 8), bad),
+            # As numbers: raw bytes in the message would not be valid UTF-8.
+            "; their first 8 bytes:",
+            tf.gather(tf.io.decode_raw(tf.strings.substr(head, 0, 8), tf.uint8), bad),
+            "; their last 8 bytes:",
+            tf.gather(tf.io.decode_raw(ends, tf.uint8), bad),
         ],
-        summarize=16,
+        summarize=64,
         name="check_image_bytes",
     )
     with tf.control_dependencies([assertion]):
@@ -431,7 +483,8 @@ class ServingFunctions(tf.Module):
             "num_users": self.users.oov_index if self.users else None,
             "num_images": self.images.oov_index if self.images else None,
             "bad_input": {
-                "image_bytes": "bytes without a JPEG/PNG/GIF/BMP/WebP signature fail the request with "
+                "image_bytes": "bytes without a JPEG/PNG/GIF/BMP/WebP signature, a JPEG not ending with FF D9 "
+                "(zero padding allowed) or a PNG without IEND (truncated files) fail the request with "
                 "InvalidArgumentError 'image_bytes: ... batch positions ...'",
                 "comments": "an empty comment (no letters/digits) becomes all-padding tokens, has_comment = 0: "
                 + (
