@@ -102,29 +102,35 @@ def _state(run_dir):
 
 @pytest.mark.slow
 def test_resume_after_kill_continues_from_last_completed_epoch(demo_records, tmp_path):
-    epochs = 5
+    epochs, kill_after = 3, 1
     config = tiny_experiment("demo", demo_records, trainer__epochs=epochs, trainer__steps_per_epoch=3)
     config_path = str(tmp_path / "config.json")
     config.save(config_path)
     run_dir = str(tmp_path / "run")
+    # Deterministic kill point: the worker blocks once epoch 1's checkpoint is
+    # committed (it writes `release.blocked`) and would wait for `release`, which
+    # never comes; it is killed while it waits, mid-run, whatever the machine's speed.
+    release = str(tmp_path / "release")
+    env = dict(_env(), TRAIN_WORKER_BLOCK_AFTER_EPOCH=str(kill_after), TRAIN_WORKER_BLOCK_FILE=release)
     log1 = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen([sys.executable, WORKER, config_path, run_dir], env=_env(), stdout=log1, stderr=subprocess.STDOUT)
+    first = subprocess.Popen([sys.executable, WORKER, config_path, run_dir], env=env, stdout=log1, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and first.poll() is None:
-            state = _state(run_dir)
-            if state and state["epoch"] >= 1:
-                break
+        deadline = time.time() + 300
+        while time.time() < deadline and first.poll() is None and not os.path.exists(release + ".blocked"):
             time.sleep(0.1)
-        assert first.poll() is None, "the first run ended before it could be killed:\n" + open(tmp_path / "first.log").read()
+        assert os.path.exists(release + ".blocked") and first.poll() is None, (
+            "the first run did not block after epoch 1:\n" + open(tmp_path / "first.log").read()
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(30)
     finally:
         if first.poll() is None:
             first.kill()
         log1.close()
+    assert first.returncode == -signal.SIGKILL
     killed = _state(run_dir)
-    assert killed is not None and 1 <= killed["epoch"] < epochs and not killed["completed"]
+    assert killed is not None and killed["epoch"] == kill_after and not killed["completed"]
+    assert os.path.exists(os.path.join(run_dir, "checkpoints", killed["weights"]))
 
     out = str(tmp_path / "weights.npz")
     second = subprocess.run(
