@@ -174,16 +174,21 @@ def test_empty_comment_is_all_padding_tokens(world):
     out = sig(image_bytes=image, comments=tf.constant(["", "   \n ", "?!... :-)"]))
     np.testing.assert_allclose(out["distribution"].numpy()[1:], np.repeat(out["distribution"].numpy()[:1], 2, 0), atol=1e-6)
     np.testing.assert_array_equal(out["has_comment"].numpy(), [0, 0, 0])
-    # MFB fusion (the paper's) multiplies the streams: a zero text vector zeroes the joint
-    # vector, so every image gets the head's prior (documented; has_comment says so).
+    # MFB fusion (the paper's) multiplies the streams; an empty comment gives the Text-CNN's
+    # learned "no comment" vector, not zeros, so the prediction still depends on the image.
     images = tf.constant(world["images"][:3])
     out = sig(image_bytes=images, comments=tf.constant(["", "", ""]))
-    np.testing.assert_allclose(out["distribution"].numpy(), np.repeat(out["distribution"].numpy()[:1], 3, 0), atol=1e-6)
+    dist = out["distribution"].numpy()
+    assert np.abs(dist[0] - dist[1]).max() > 1e-6 and np.abs(dist[0] - dist[2]).max() > 1e-6
+    np.testing.assert_array_equal(out["has_comment"].numpy(), [0, 0, 0])
+    text_cnn = model.get_layer("text_cnn")
+    assert text_cnn.empty_text == "learned" and np.abs(text_cnn.empty_embedding.numpy()).min() > 0
 
 
-def test_empty_comment_with_additive_fusion_predicts_from_the_image(world):
+@pytest.mark.parametrize("fusion", ["concat", "product"])
+def test_empty_comment_predicts_from_the_image_with_other_fusions(world, fusion):
     keras.utils.set_random_seed(11)
-    model = fx.tiny_mracnn(world["records"], fusion="concat")
+    model = fx.tiny_mracnn(world["records"], fusion=fusion)
     fns = export.ServingFunctions(model, world["records"])
     out = fns(image_bytes=world["images"][:3], comments=["", "", ""])
     dist = out["distribution"].numpy()
