@@ -159,12 +159,17 @@ def test_auto_shard_policy_is_data(records_dir):
     assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
 
 
-def test_truncated_shard_error_names_the_file(records_dir, tmp_path):
-    src, _ = records_dir
+def _copy_with_shard(records_dir, tmp_path, name):
+    """A copy of the records (to damage), one shard's path in it and that shard's bytes."""
     work = tmp_path / "copy"
-    shutil.copytree(src, work)
-    shard = os.path.join(str(work), "train-00001-of-00003.tfrecord")
-    data = open(shard, "rb").read()
+    shutil.copytree(records_dir[0], work)
+    shard = os.path.join(str(work), name)
+    with open(shard, "rb") as f:
+        return work, shard, f.read()
+
+
+def test_truncated_shard_error_names_the_file(records_dir, tmp_path):
+    work, shard, data = _copy_with_shard(records_dir, tmp_path, "train-00001-of-00003.tfrecord")
     with open(shard, "wb") as f:
         f.write(data[: len(data) - 100])
     with pytest.raises(reader.ShardError, match="train-00001-of-00003.tfrecord is truncated"):
@@ -176,11 +181,7 @@ def test_truncated_shard_error_names_the_file(records_dir, tmp_path):
 
 
 def test_shard_cut_at_a_record_boundary_or_corrupted(records_dir, tmp_path):
-    src, _ = records_dir
-    work = tmp_path / "copy"
-    shutil.copytree(src, work)
-    shard = os.path.join(str(work), "val-00000-of-00003.tfrecord")
-    data = open(shard, "rb").read()
+    work, shard, data = _copy_with_shard(records_dir, tmp_path, "val-00000-of-00003.tfrecord")
     # Corrupt a byte inside the first record's data: framing and size are intact, the CRC is not.
     corrupt = bytearray(data)
     corrupt[40] ^= 0xFF

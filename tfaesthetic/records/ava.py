@@ -234,11 +234,9 @@ def _parse_row(line, number, path, seen, rejections):
         )
         return None
     votes, tags, challenge = values[:10], values[10:12], values[12]
-    if any(v < 0 for v in votes):
-        rejections.reject("invalid_votes", source=path, record=number, image_id=image_id, detail=str(votes))
-        return None
-    if sum(votes) == 0:
-        rejections.reject("no_votes", source=path, record=number, image_id=image_id)
+    problem = common.votes_problem(votes, features.AVA_SCALE.num_bins)
+    if problem is not None:
+        rejections.reject(problem[0], source=path, record=number, image_id=image_id, detail=problem[1])
         return None
     if image_id in seen:
         rejections.reject("duplicate_id", source=path, record=number, image_id=image_id, detail="first row kept")
@@ -249,16 +247,9 @@ def _parse_row(line, number, path, seen, rejections):
 
 
 def build_ava(out_dir: str, ava_dir: str, **kwargs) -> dict:
-    """Reads AVA (`read_ava(ava_dir, **kwargs)`), derives ratings, writes records.
+    """Builds records from AVA: `common.build(read_ava, out_dir, ava_dir, **kwargs)`.
 
-
-    Args:
-        out_dir: output directory of the records.
-        **kwargs: the options of `common.build` (`num_shards`, `rules`,
-            `rewrite_reviews`, `command_line`, `validate_images`, `rejections`)
-            and those of `read_ava`.
-
-    Returns:
-        The manifest (with `consistency`, Eq. 7 of seed 000, over the written images).
+    `kwargs` are `common.build`'s options and `read_ava`'s. Returns the manifest
+    (with `consistency`, Eq. 7 of seed 000, over the written images).
     """
     return common.build(read_ava, out_dir, ava_dir, **kwargs)

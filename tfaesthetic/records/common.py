@@ -352,6 +352,23 @@ def make_comments(raw_comments, users: UserIndex, rejections: Rejections, image_
     return out
 
 
+def votes_problem(votes, num_bins: int) -> Optional[tuple]:
+    """The vote rule a row breaks, as `(reason, detail)`; None when the row is usable.
+
+    One rule for every source and the writer: another number of values than
+    `num_bins` (`votes_wrong_num_bins`), a negative count (`invalid_votes`), all
+    counts zero (`no_votes`: the score distribution is undefined).
+    """
+    votes = [int(v) for v in votes]
+    if len(votes) != num_bins:
+        return "votes_wrong_num_bins", f"Expected {num_bins} score bins. Received: len(votes)={len(votes)}"
+    if any(v < 0 for v in votes):
+        return "invalid_votes", f"Expected counts >= 0. Received: votes={votes}"
+    if sum(votes) == 0:
+        return "no_votes", f"all vote counts are 0. Received: votes={votes}"
+    return None
+
+
 def check_no_comments(record, drop_no_comments: bool, rejections: Rejections, source: str, number) -> bool:
     """Applies the no-comment rule; returns False when the record is dropped."""
     if record.comments:

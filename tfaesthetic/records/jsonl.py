@@ -246,15 +246,9 @@ def read_jsonl(
         image_id = fields["image_id"]
         try:
             votes = fields["votes"]
-            if votes is not None:
-                if len(votes) != scale.num_bins:
-                    raise _LineError(
-                        "votes_wrong_num_bins", f"Expected {scale.num_bins} score bins. Received: len(votes)={len(votes)}"
-                    )
-                if any(v < 0 for v in votes):
-                    raise _LineError("invalid_votes", f"Received: votes={votes}")
-                if sum(votes) == 0:
-                    raise _LineError("no_votes", "all vote counts are 0")
+            problem = None if votes is None else common.votes_problem(votes, scale.num_bins)
+            if problem is not None:
+                raise _LineError(*problem)
             if image_id in seen:
                 raise _LineError("duplicate_id", "an earlier line with this id was kept")
             record = features.ImageRecord(image_id=image_id, votes=votes, split=fields["split"] or "")
@@ -307,16 +301,9 @@ def read_jsonl(
 
 
 def build_jsonl(out_dir: str, path: str, **kwargs) -> dict:
-    """Reads a JSONL file (`read_jsonl(path, **kwargs)`), derives ratings, writes records.
+    """Builds records from a JSONL file: `common.build(read_jsonl, out_dir, path, **kwargs)`.
 
-
-    Args:
-        out_dir: output directory of the records.
-        **kwargs: the options of `common.build` (`num_shards`, `rules`,
-            `rewrite_reviews`, `command_line`, `validate_images`, `rejections`)
-            and those of `read_jsonl`.
-
-    Returns:
-        The manifest (`consistency`: Eq. 7 of seed 000 when the lines have votes).
+    `kwargs` are `common.build`'s options and `read_jsonl`'s. Returns the manifest
+    (`consistency`: Eq. 7 of seed 000 when the lines have votes).
     """
     return common.build(read_jsonl, out_dir, path, **kwargs)

@@ -163,11 +163,9 @@ def _parse_row(fields, number, path, seen, rejections, tag_index):
     except ValueError:
         rejections.reject("invalid_row", source=path, record=number, image_id=image_id, detail=f"fields {fields[1:8]}")
         return None
-    if any(v < 0 for v in votes):
-        rejections.reject("invalid_votes", source=path, record=number, image_id=image_id, detail=str(votes))
-        return None
-    if sum(votes) == 0:
-        rejections.reject("no_votes", source=path, record=number, image_id=image_id)
+    problem = common.votes_problem(votes, NUM_BINS)
+    if problem is not None:
+        rejections.reject(problem[0], source=path, record=number, image_id=image_id, detail=problem[1])
         return None
     if image_id in seen:
         rejections.reject("duplicate_id", source=path, record=number, image_id=image_id, detail="first row kept")
@@ -184,16 +182,9 @@ def _parse_row(fields, number, path, seen, rejections, tag_index):
 
 
 def build_photonet(out_dir: str, scores_file: str, **kwargs) -> dict:
-    """Reads Photo.net (`read_photonet(scores_file, **kwargs)`), derives ratings, writes records.
+    """Builds records from Photo.net: `common.build(read_photonet, out_dir, scores_file, **kwargs)`.
 
-
-    Args:
-        out_dir: output directory of the records.
-        **kwargs: the options of `common.build` (`num_shards`, `rules`,
-            `rewrite_reviews`, `command_line`, `validate_images`, `rejections`)
-            and those of `read_photonet`.
-
-    Returns:
-        The manifest (with `consistency`, Eq. 7 of seed 000, threshold 4 on 1..7).
+    `kwargs` are `common.build`'s options and `read_photonet`'s. Returns the manifest
+    (with `consistency`, Eq. 7 of seed 000, threshold 4 on 1..7).
     """
     return common.build(read_photonet, out_dir, scores_file, **kwargs)

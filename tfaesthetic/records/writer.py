@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from tfaesthetic import features
 from tfaesthetic import text as text_lib
+from tfaesthetic.records import common
 from tfaesthetic.records.rejections import Rejections
 
 MANIFEST = "manifest.json"
@@ -240,27 +241,11 @@ def write_records(
                 detail=f"Expected one of {features.SPLITS}. Received: split={record.split!r}",
             )
             continue
-        if record.votes is not None:
-            votes = list(record.votes)
-            if len(votes) != scale.num_bins:
-                rejections.reject(
-                    "votes_wrong_num_bins",
-                    source=source,
-                    record=position + 1,
-                    image_id=record.image_id,
-                    detail=f"Expected {scale.num_bins} score bins. Received: len(votes)={len(votes)}",
-                )
-                continue
-            if any(int(v) < 0 for v in votes):
-                rejections.reject(
-                    "invalid_votes", source=source, record=position + 1, image_id=record.image_id, detail=str(votes)
-                )
-                continue
-            if sum(int(v) for v in votes) == 0:
-                rejections.reject(
-                    "no_votes", source=source, record=position + 1, image_id=record.image_id, detail="all vote counts are 0"
-                )
-                continue
+        problem = None if record.votes is None else common.votes_problem(record.votes, scale.num_bins)
+        if problem is not None:
+            reason, detail = problem
+            rejections.reject(reason, source=source, record=position + 1, image_id=record.image_id, detail=detail)
+            continue
         if _has_image(record):
             fmt = _check_image(record, validate_images, rejections, source)
             if fmt is None:
