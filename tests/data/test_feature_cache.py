@@ -1,4 +1,5 @@
-"""Feature cache: cached maps equal the backbone's, heads learn from them, stale caches rebuild, export takes raw images."""
+"""Feature cache: cached maps equal the backbone's, heads learn from them, stale caches rebuild,
+export takes raw images."""
 
 import dataclasses
 import json
@@ -163,4 +164,5 @@ def test_stale_cache_is_detected_and_rebuilt(world, tmp_path):
     name = next(iter(rebuilt["shard_bytes"]))
     with open(os.path.join(cache_dir, name), "r+b") as f:
         f.truncate(10)
-    assert any("changed size" in r for r in fc.stale_reasons(cache_dir, fc.cache_key(other.backbone_model, dataclasses.replace(config, max_len=MAX_LEN + 1), backbone_name="tiny")))
+    key = fc.cache_key(other.backbone_model, dataclasses.replace(config, max_len=MAX_LEN + 1), backbone_name="tiny")
+    assert any("changed size" in r for r in fc.stale_reasons(cache_dir, key))

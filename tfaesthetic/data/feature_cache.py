@@ -311,7 +311,9 @@ def build_cached_dataset(
             raise StaleCacheError(f"Feature cache {cache_dir!r} is stale: " + "; ".join(reasons))
     split = split or ("train" if is_training else "val")
     if split not in manifest["shards"]:
-        raise ValueError(f"Split {split!r} is not in the feature cache. Received: cached splits {sorted(manifest['shards'])}")
+        raise ValueError(
+            f"Split {split!r} is not in the feature cache. Received: cached splits {sorted(manifest['shards'])}"
+        )
     shape = manifest["key"]["feature_shape"]
     max_len = manifest["key"]["max_len"]
     num_bins = manifest["num_bins"]
@@ -333,7 +335,8 @@ def build_cached_dataset(
         feats = {FEATURE_KEY: maps, "tokens": tf.cast(ex[_TOKENS], tf.int32)}
         labels = {"distribution": ex[_DISTRIBUTION]}
         if include_metadata:
-            return feats, labels, {"image_id": ex[features_lib.IMAGE_ID], "tag": tf.cast(ex[features_lib.TAGS][:, 0], tf.int32)}
+            tag = tf.cast(ex[features_lib.TAGS][:, 0], tf.int32)
+            return feats, labels, {"image_id": ex[features_lib.IMAGE_ID], "tag": tag}
         return feats, labels
 
     paths = [os.path.join(cache_dir, n) for n in manifest["shards"][split]]
