@@ -161,19 +161,14 @@ def read_ava(
                         "unknown_tag", source=ava_txt, record=number, image_id=image_id, detail=f"tag id {t}", level="image"
                     )
             record.tags = kept_tags
-            if image_dir is not None:
-                path = os.path.join(image_dir, f"{image_id}.jpg")
-                if not os.path.isfile(path):
-                    rejections.reject("missing_image_file", source=ava_txt, record=number, image_id=image_id, detail=path)
-                    continue
-                record.load_image = common.file_loader(path)
-                record.image_format = common.format_from_name(path)
-            if source_comments is not None:
-                record.comments = common.make_comments(
-                    source_comments.get(image_id), users, rejections, image_id, min_comment_words
-                )
-                if not common.check_no_comments(record, drop_no_comments, rejections, ava_txt, number):
-                    continue
+            image_path = os.path.join(image_dir, f"{image_id}.jpg") if image_dir is not None else None
+            if image_path is not None and not common.attach_image_file(record, image_path, rejections, ava_txt, number):
+                continue
+            if source_comments is not None and not common.attach_comments(
+                record, source_comments, users, rejections, ava_txt, number,
+                min_comment_words=min_comment_words, drop_no_comments=drop_no_comments,
+            ):
+                continue
         except Exception as e:  # noqa: BLE001 -- per-record guard, reported not raised.
             rejections.reject(
                 "unreadable_record", source=ava_txt, record=number, image_id=image_id, detail=f"{type(e).__name__}: {e}"

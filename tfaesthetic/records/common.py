@@ -380,6 +380,34 @@ def check_no_comments(record, drop_no_comments: bool, rejections: Rejections, so
     return True
 
 
+def attach_image_file(record, path: str, rejections: Rejections, source: str, number) -> bool:
+    """Gives `record` the image file at `path`, loaded lazily; False (rejected) when it is missing."""
+    if not os.path.isfile(path):
+        rejections.reject("missing_image_file", source=source, record=number, image_id=record.image_id, detail=path)
+        return False
+    record.load_image = file_loader(path)
+    record.image_format = format_from_name(path)
+    return True
+
+
+def attach_comments(
+    record,
+    comment_source: CommentSource,
+    users: UserIndex,
+    rejections: Rejections,
+    source: str,
+    number,
+    *,
+    min_comment_words: int,
+    drop_no_comments: bool,
+) -> bool:
+    """Gives `record` its comments from `comment_source` (shared comment rules); False when the no-comment rule drops it."""
+    record.comments = make_comments(
+        comment_source.get(record.image_id), users, rejections, record.image_id, min_comment_words
+    )
+    return check_no_comments(record, drop_no_comments, rejections, source, number)
+
+
 def file_loader(path: str) -> Callable[[], bytes]:
     """A lazy loader of a file's bytes (the writer calls it when it needs them)."""
 

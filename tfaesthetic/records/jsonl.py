@@ -252,11 +252,9 @@ def read_jsonl(
             if image_id in seen:
                 raise _LineError("duplicate_id", "an earlier line with this id was kept")
             record = features.ImageRecord(image_id=image_id, votes=votes, split=fields["split"] or "")
-            if fields["image_path"] is not None:
-                if not os.path.isfile(fields["image_path"]):
-                    raise _LineError("missing_image_file", fields["image_path"])
-                record.load_image = common.file_loader(fields["image_path"])
-                record.image_format = common.format_from_name(fields["image_path"])
+            image_path = fields["image_path"]
+            if image_path is not None and not common.attach_image_file(record, image_path, rejections, path, number):
+                continue
             record.tags = [tag_index.setdefault(t, len(tag_index)) for t in fields["tags"]]
             record.comments = common.make_comments(fields["comments"], users, rejections, image_id, min_comment_words)
         except _LineError as e:

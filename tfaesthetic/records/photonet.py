@@ -92,21 +92,14 @@ def read_photonet(
             if record is None:
                 continue
             ids_in_file.append(record.image_id)
-            if image_dir is not None:
-                path = os.path.join(image_dir, f"{record.image_id}.jpg")
-                if not os.path.isfile(path):
-                    rejections.reject(
-                        "missing_image_file", source=scores_file, record=number, image_id=record.image_id, detail=path
-                    )
-                    continue
-                record.load_image = common.file_loader(path)
-                record.image_format = common.format_from_name(path)
-            if source_comments is not None:
-                record.comments = common.make_comments(
-                    source_comments.get(record.image_id), users, rejections, record.image_id, min_comment_words
-                )
-                if not common.check_no_comments(record, drop_no_comments, rejections, scores_file, number):
-                    continue
+            image_path = os.path.join(image_dir, f"{record.image_id}.jpg") if image_dir is not None else None
+            if image_path is not None and not common.attach_image_file(record, image_path, rejections, scores_file, number):
+                continue
+            if source_comments is not None and not common.attach_comments(
+                record, source_comments, users, rejections, scores_file, number,
+                min_comment_words=min_comment_words, drop_no_comments=drop_no_comments,
+            ):
+                continue
         except Exception as e:  # noqa: BLE001 -- per-record guard, reported not raised.
             rejections.reject("unreadable_record", source=scores_file, record=number, detail=f"{type(e).__name__}: {e}")
             continue
