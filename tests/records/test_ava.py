@@ -220,7 +220,7 @@ def test_build_ava_writes_documented_counts_and_rejected_jsonl(ava_folder, tmp_p
     assert manifest["counts"]["rejected"]["image:undecodable_image"] == 1
     assert manifest["counts"]["kept"]["image:image_format_mismatch"] == 1
     assert manifest["score_scale"]["num_bins"] == 10 and manifest["score_scale"]["threshold"] == 5.0
-    assert manifest["has_images"] is True
+    assert manifest["has_images"] is True and manifest["has_votes"] is True
     with open(os.path.join(out_dir, "rejected.jsonl"), encoding="utf-8") as f:
         entries = [json.loads(line) for line in f]
     reasons = collections.Counter((e["action"], e["reason"]) for e in entries)

@@ -258,6 +258,8 @@ def test_manifest_counts_and_generator_params(demo_records):
     assert manifest["num_tags"] == len(demo.TAGS)
     assert manifest["score_scale"] == features.AVA_SCALE.to_json()
     assert manifest["has_images"] is True
+    assert manifest["has_votes"] is True  # MRACNN's targets: every image has votes
+    assert manifest["images_with_votes"] == manifest["splits"]
     assert manifest["generator"] == demo.generator_params(num_images=240, image_size=48, num_users=24, seed=0, num_shards=2)
     # Nothing hidden (qualities, attributes, tastes) is in the manifest.
     text = json.dumps(manifest)
