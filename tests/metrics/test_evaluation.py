@@ -10,6 +10,7 @@ from scipy import stats
 
 from tests.metrics.test_distribution import correlated_pair, reference
 from tfaesthetic.features import AVA_SCALE, PHOTONET_SCALE
+from tfaesthetic.losses.emd import emd
 from tfaesthetic.metrics import average_ranks, evaluate_distributions, evaluate_model, format_table
 
 
@@ -18,6 +19,19 @@ def test_average_ranks_match_scipy_with_ties():
     values = rng.integers(0, 6, size=200).astype(float)
     np.testing.assert_allclose(average_ranks(values), stats.rankdata(values, method="average"))
     np.testing.assert_allclose(average_ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1.0, 3.5, 2.0])
+
+
+def test_emd_r1_eq1_is_the_losses_emd_on_vote_counts():
+    # Eq. 1 with r = 1, written from the paper: mean over bins of |CDF_q - CDF_q_hat|,
+    # on vote counts (normalised first) and softmax-like predictions.
+    rng = np.random.default_rng(6)
+    votes = rng.integers(0, 30, size=(50, 10)).astype(float)
+    q_hat = rng.dirichlet(np.ones(10), size=50)
+    q = votes / votes.sum(axis=1, keepdims=True)
+    want = np.mean(np.abs(np.cumsum(q, axis=1) - np.cumsum(q_hat, axis=1)), axis=1).mean()
+    got = evaluate_distributions(votes, q_hat)["overall"]["emd"]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got, np.mean(np.asarray(emd(votes, q_hat, r=1))), rtol=1e-12)
 
 
 def test_overall_agrees_with_scipy():
