@@ -149,28 +149,33 @@ def _is_loss_key(name: str) -> bool:
     return name == "loss" or name.endswith("_loss")
 
 
-def read_metrics(strategy, model) -> dict:
-    """The compiled metrics' values over every replica of every worker.
+def make_metrics_reader(strategy, model):
+    """A function returning the compiled metrics' values over the whole cluster.
 
-    Reads the sum-aggregated metric variables in cross-replica context (an
-    all-reduce: every worker must call it at the same point of the loop).
+    The reader reads the sum-aggregated metric variables in cross-replica context
+    (an all-reduce: every worker must call it at the same point of the loop), in one
+    `tf.function` traced once.
 
     Args:
         strategy: the strategy.
-        model: the compiled model.
+        model: the compiled model, its metrics built (`build_metrics`).
 
     Returns:
-        Metric name (as `Model.fit` logs it, e.g. "distribution_srcc" or "auc") ->
-        float; the loss trackers of `compile` are left out.
+        `read() -> dict`: metric name (as `Model.fit` logs it, e.g.
+        "distribution_srcc" or "auc") -> float; the loss trackers of `compile` are
+        left out (the loop computes the losses itself).
     """
 
     @tf.function
-    def read():
+    def results():
         return model.get_metrics_result()
 
-    with strategy.scope():
-        results = read()
-    return {k: float(np.asarray(v)) for k, v in results.items() if not _is_loss_key(k)}
+    def read() -> dict:
+        with strategy.scope():
+            values = results()
+        return {k: float(np.asarray(v)) for k, v in values.items() if not _is_loss_key(k)}
+
+    return read
 
 
 def reset_metrics(strategy, model) -> None:
@@ -183,7 +188,7 @@ def make_step_functions(strategy, model, losses: dict, weights: dict):
     """The distributed train and eval steps.
 
     Both steps also update the model's compiled metrics (`model.compute_metrics`) on
-    each replica's examples; read them with `read_metrics`.
+    each replica's examples; read them with `make_metrics_reader`.
 
     Returns:
         `(train_step, eval_step)`; each takes a distributed `(features, labels)` batch
@@ -289,6 +294,7 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
     # After the broadcast: the metric state is not part of `model.variables`.
     build_metrics(strategy, model, train_ds.element_spec)
     train_step, eval_step = make_step_functions(strategy, model, losses, weights)
+    read_metrics = make_metrics_reader(strategy, model)
     monitor = "val_loss" if dist_val is not None else "loss"
     writers = {}
     if chief:
@@ -313,11 +319,11 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
         # read (all-reduce), reset, validation steps, read.
         reset_metrics(strategy, model)
         loss, steps = _run_epoch(train_step, dist_train, train_cfg.steps_per_epoch, progbar, train_iterator)
-        logs = {"loss": loss, **read_metrics(strategy, model)}
+        logs = {"loss": loss, **read_metrics()}
         if dist_val is not None:
             reset_metrics(strategy, model)
             logs["val_loss"], _ = _run_epoch(eval_step, dist_val, train_cfg.validation_steps, None, val_iterator)
-            logs.update({"val_" + k: v for k, v in read_metrics(strategy, model).items()})
+            logs.update({"val_" + k: v for k, v in read_metrics().items()})
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         if chief:
             for name, writer in writers.items():
