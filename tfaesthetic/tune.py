@@ -265,6 +265,10 @@ def run_search(
         return summary  # the chief's oracle holds the results
 
     oracle = kt_tuner.oracle
+    if role == "chief":
+        # KerasTuner's chief last saved its oracle before the final trial ended;
+        # save the finished state so that a rerun does not resume a stale trial.
+        oracle.save()
     rows = trial_rows(oracle, space, config.model.name)
     best_trials = oracle.get_best_trials(1)
     best = best_trials[0] if best_trials else None

@@ -160,6 +160,7 @@ def test_chief_and_two_workers_on_localhost(demo_records, tmp_path):
     with open(os.path.join(directory, "p", "oracle.json")) as f:
         oracle_state = json.load(f)
     assert sorted(oracle_state["end_order"]) == sorted(oracle_state["start_order"]) == all_ran
+    assert oracle_state["ongoing_trials"] == {}
     trial_files = glob.glob(os.path.join(directory, "p", "trial_*", "trial.json"))
     states = {}
     for path in trial_files:
