@@ -23,7 +23,7 @@ export of the best trial (`<export_dir>/<model>/<version>/`, default
 
 Several machines: KerasTuner's chief/worker mode, from the `KERASTUNER_TUNER_ID`,
 `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT` environment variables; see
-docs/tuning.md.
+README.md, "Hyperparameter tuning".
 """
 
 from __future__ import annotations
@@ -157,11 +157,17 @@ def make_tuner(kind: str, hypermodel, objective, *, max_trials: int, epochs: int
 
 def _distributed_role() -> str:
     """"chief", "worker" or "" (not distributed), from the KERASTUNER_* variables."""
-    from keras_tuner.src.distribute import utils as dist_utils
-
-    if not dist_utils.has_chief_oracle():
+    # Read the documented KERASTUNER_* variables directly (KerasTuner's own helpers
+    # live in a private module): an oracle address means distributed tuning, and the
+    # tuner id of the chief contains "chief".
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
         return ""
-    return "chief" if dist_utils.is_chief_oracle() else "worker"
+    missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if v not in os.environ]
+    if missing:
+        from tfaesthetic.config import ConfigError
+
+        raise ConfigError(f"KERASTUNER_ORACLE_IP is set but {', '.join(missing)} is not: set all three variables.")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
 def run_search(
@@ -224,7 +230,7 @@ def run_search(
                           "Received: --tuner=bayesian without sklearn installed (use hyperband or random).")
     if config.runtime.strategy == "multi_worker":
         raise ConfigError("Tuning runs trials under --strategy=default or mirrored; several machines use "
-                          "KerasTuner's chief/worker mode (docs/tuning.md). Received: --strategy=multi_worker")
+                          "KerasTuner's chief/worker mode (README.md, "Hyperparameter tuning"). Received: --strategy=multi_worker")
     keras_objective = resolve_objective(objective, config.model.name)
     if not trainer.num_split_examples(manifest, "val"):
         raise ConfigError(f"The search optimises a validation metric, but --records={config.data.records_dir} "
