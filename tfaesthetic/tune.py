@@ -230,7 +230,7 @@ def run_search(
                           "Received: --tuner=bayesian without sklearn installed (use hyperband or random).")
     if config.runtime.strategy == "multi_worker":
         raise ConfigError("Tuning runs trials under --strategy=default or mirrored; several machines use "
-                          "KerasTuner's chief/worker mode (README.md, "Hyperparameter tuning"). Received: --strategy=multi_worker")
+                          "KerasTuner's chief/worker mode (README.md, 'Hyperparameter tuning'). Received: --strategy=multi_worker")
     keras_objective = resolve_objective(objective, config.model.name)
     if not trainer.num_split_examples(manifest, "val"):
         raise ConfigError(f"The search optimises a validation metric, but --records={config.data.records_dir} "
