@@ -109,3 +109,48 @@ def test_two_workers_resume_from_chief_checkpoint_and_end_with_identical_weights
     assert state["epoch"] == 2 and state["completed"]
     # The cluster trained on from the checkpoint: the weights moved.
     assert any(not np.array_equal(w0[k], before) for k, before in zip(w0.files, resumed_from))
+
+
+def test_step_functions_per_output_losses_and_metrics_under_default_strategy(seed):
+    """The loop's step, loss parts and metrics reader against NumPy on one process."""
+    import keras
+    import tensorflow as tf
+
+    from tfaesthetic import distributed
+
+    inputs = keras.Input((3,), name="x")
+    model = keras.Model(
+        {"x": inputs},
+        {"a": keras.layers.Dense(1, activation="sigmoid", name="a")(inputs), "b": keras.layers.Dense(2, name="b")(inputs)},
+    )
+    model.compile(
+        optimizer="sgd",
+        loss={"a": keras.losses.BinaryCrossentropy(), "b": keras.losses.MeanSquaredError()},
+        metrics={"a": [keras.metrics.BinaryAccuracy(name="accuracy")]},
+    )
+    model.optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(21, 3)).astype("float32")
+    y = {"a": rng.integers(0, 2, size=(21, 1)).astype("float32"), "b": rng.normal(size=(21, 2)).astype("float32")}
+    dataset = tf.data.Dataset.from_tensor_slices(({"x": x}, y)).batch(8)  # 8, 8, 5: a short last batch
+    strategy = tf.distribute.get_strategy()
+    losses, weights = {"a": keras.losses.BinaryCrossentropy(), "b": keras.losses.MeanSquaredError()}, {"a": 1.0, "b": 0.5}
+    distributed.build_metrics(strategy, model, dataset.element_spec)
+    _, eval_step = distributed.make_step_functions(strategy, model, losses, weights)
+    read = distributed.make_metrics_reader(strategy, model)
+    distributed.reset_metrics(strategy, model)
+    loss, steps, parts = distributed._run_epoch(eval_step, dataset, None, None)
+
+    out = {k: np.asarray(v) for k, v in model({"x": x}).items()}
+    p = np.clip(out["a"][:, 0], 1e-7, 1 - 1e-7)
+    bce = -(y["a"][:, 0] * np.log(p) + (1 - y["a"][:, 0]) * np.log(1 - p))
+    mse = np.mean((out["b"] - y["b"]) ** 2, axis=1)
+    assert steps == 3
+    np.testing.assert_allclose(parts["a_loss"], bce.mean(), rtol=1e-4)
+    np.testing.assert_allclose(parts["b_loss"], mse.mean(), rtol=1e-4)
+    np.testing.assert_allclose(loss, (bce + 0.5 * mse).mean(), rtol=1e-4)
+    metrics = read()
+    assert set(metrics) == {"a_accuracy"}, metrics  # the loss trackers are left out
+    np.testing.assert_allclose(metrics["a_accuracy"], np.mean((out["a"][:, 0] > 0.5) == (y["a"][:, 0] > 0.5)), atol=1e-6)
+    distributed.reset_metrics(strategy, model)
+    assert read()["a_accuracy"] == 0.0

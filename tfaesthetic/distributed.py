@@ -14,7 +14,8 @@ step runs `strategy.run(step_fn)` on every replica of every worker:
   variables once (`merge_call`), so every worker ends each step with identical
   weights;
 - losses and example counts are reduced with `strategy.reduce(SUM)`, so the logged
-  training and validation losses are those of the whole cluster;
+  training and validation losses are those of the whole cluster (with several
+  outputs, each output's unweighted loss too, logged as `<output>_loss` like `fit`);
 - the model's compiled metrics (MRACNN's accuracy, SRCC, PLCC, MAE, RMSE, EMD;
   CFAN's AUC and accuracy) are updated in the replica step with `compute_metrics`.
   Their state variables are sum-aggregated on-read variables: each replica adds its
@@ -101,7 +102,21 @@ def _sync_state(strategy, model, state: trainer_lib.RunState) -> None:
     state.stopped_early = bool(stopped)
 
 
-def per_example_loss(losses: dict, weights: dict, labels: dict, outputs: dict):
+def per_output_losses(losses: dict, labels: dict, outputs: dict) -> dict:
+    """Each loss's unweighted per-example values, output name -> shape `[B]` float32.
+
+    Args:
+        losses: output name -> `keras.losses.Loss` (its `call` gives per-example values).
+        labels: the labels dict.
+        outputs: the model's outputs dict.
+    """
+    return {
+        name: tf.reshape(tf.cast(loss.call(labels[name], outputs[name]), tf.float32), [-1])
+        for name, loss in losses.items()
+    }
+
+
+def per_example_loss(losses: dict, weights: dict, labels: dict, outputs: dict, parts: dict | None = None):
     """Weighted sum over outputs of each loss's per-example values, shape `[B]`.
 
     Args:
@@ -109,11 +124,11 @@ def per_example_loss(losses: dict, weights: dict, labels: dict, outputs: dict):
         weights: output name -> loss weight.
         labels: the labels dict.
         outputs: the model's outputs dict.
+        parts: `per_output_losses(losses, labels, outputs)` when already computed.
     """
+    parts = per_output_losses(losses, labels, outputs) if parts is None else parts
     total = None
-    for name, loss in losses.items():
-        values = loss.call(labels[name], outputs[name])
-        values = tf.reshape(tf.cast(values, tf.float32), [-1])
+    for name, values in parts.items():
         values = values * float(weights.get(name, 1.0))
         total = values if total is None else total + values
     return total
@@ -192,16 +207,28 @@ def make_step_functions(strategy, model, losses: dict, weights: dict):
 
     Returns:
         `(train_step, eval_step)`; each takes a distributed `(features, labels)` batch
-        and returns `(sum of per-example losses, number of examples)` over the cluster.
+        and returns `(sum of per-example losses, number of examples, parts)` over the
+        cluster; with several losses `parts` maps "<output>_loss" to the sum of that
+        output's unweighted per-example losses (what `Model.fit` logs as
+        "<output>_loss", once divided by the count), else it is empty.
     """
     optimizer = model.optimizer
     num_replicas = strategy.num_replicas_in_sync
+
+    def sums(parts):
+        if len(parts) < 2:
+            return {}
+        # Summed here and divided by the example count of the whole pass: the exact
+        # per-example mean (Keras' own per-output trackers weight a short last batch
+        # like a full one).
+        return {f"{name}_loss": tf.reduce_sum(values) for name, values in parts.items()}
 
     def train_fn(features, labels):
         ctx = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
             outputs = model(features, training=True)
-            per_example = per_example_loss(losses, weights, labels, outputs)
+            parts = per_output_losses(losses, labels, outputs)
+            per_example = per_example_loss(losses, weights, labels, outputs, parts)
             local_count = tf.cast(tf.shape(per_example)[0], tf.float32)
             global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
             loss = tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
@@ -215,20 +242,17 @@ def make_step_functions(strategy, model, losses: dict, weights: dict):
         optimizer.apply_gradients(zip(grads, variables))
         # This replica's examples into the (sum-aggregated) metric state.
         model.compute_metrics(features, labels, outputs)
-        return tf.reduce_sum(per_example), local_count
+        return tf.reduce_sum(per_example), local_count, sums(parts)
 
     def eval_fn(features, labels):
         outputs = model(features, training=False)
-        per_example = per_example_loss(losses, weights, labels, outputs)
+        parts = per_output_losses(losses, labels, outputs)
+        per_example = per_example_loss(losses, weights, labels, outputs, parts)
         model.compute_metrics(features, labels, outputs)
-        return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32)
+        return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32), sums(parts)
 
-    def reduce(pair):
-        total, count = pair
-        return (
-            strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
-            strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
-        )
+    def reduce(result):
+        return tf.nest.map_structure(lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), result)
 
     @tf.function
     def train_step(batch):
@@ -244,21 +268,27 @@ def make_step_functions(strategy, model, losses: dict, weights: dict):
 
 
 def _run_epoch(step, dataset, steps, progbar, iterator=None):
-    """Runs `steps` steps (or one pass); `iterator` continues a repeated dataset."""
-    total, count, done = 0.0, 0.0, 0
+    """Runs `steps` steps (or one pass); `iterator` continues a repeated dataset.
+
+    Returns:
+        `(mean loss, steps run, {"<output>_loss": mean unweighted loss})`.
+    """
+    total, count, done, parts = 0.0, 0.0, 0, {}
     iterator = iter(dataset) if iterator is None else iterator
     while steps is None or done < steps:
         try:
             batch = next(iterator)
         except StopIteration:
             break
-        batch_total, batch_count = step(batch)
+        batch_total, batch_count, batch_parts = step(batch)
         total += float(batch_total)
         count += float(batch_count)
+        for key, value in batch_parts.items():
+            parts[key] = parts.get(key, 0.0) + float(value)
         done += 1
         if progbar is not None:
             progbar.update(done, [("loss", total / max(count, 1.0))])
-    return total / max(count, 1.0), done
+    return total / max(count, 1.0), done, {k: v / max(count, 1.0) for k, v in parts.items()}
 
 
 def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) -> keras.Model:
@@ -318,11 +348,12 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
         # Every worker runs the same collectives in the same order: reset, steps,
         # read (all-reduce), reset, validation steps, read.
         reset_metrics(strategy, model)
-        loss, steps = _run_epoch(train_step, dist_train, train_cfg.steps_per_epoch, progbar, train_iterator)
-        logs = {"loss": loss, **read_metrics()}
+        loss, steps, parts = _run_epoch(train_step, dist_train, train_cfg.steps_per_epoch, progbar, train_iterator)
+        logs = {"loss": loss, **parts, **read_metrics()}
         if dist_val is not None:
             reset_metrics(strategy, model)
-            logs["val_loss"], _ = _run_epoch(eval_step, dist_val, train_cfg.validation_steps, None, val_iterator)
+            logs["val_loss"], _, parts = _run_epoch(eval_step, dist_val, train_cfg.validation_steps, None, val_iterator)
+            logs.update({"val_" + k: v for k, v in parts.items()})
             logs.update({"val_" + k: v for k, v in read_metrics().items()})
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         if chief:
