@@ -288,30 +288,39 @@ def held_out(records_dir):
 
 
 @pytest.mark.slow
-def test_learning_cfan_3task_beats_bpr_per_user_auc(demo_records, seed):
-    """CFAN-3task ranks each user's held-out reviews far better than BPR.
+def test_learning_cfan_3task_held_out_ranking(demo_records, seed):
+    """CFAN-3task on held-out images: the review path ranks well; the no-review path is checked honestly.
 
-    Held-out images are never seen in training, so BPR scores them all with the OOV
-    image row: its per-user AUC is 0.5 by construction (constant scores per user).
-    CFAN sees the image and the review; the demo's ratings are derived from the
-    reviews (read here through the review-conditioned attention, the only path of
-    the review into the rating, as in the paper), so it ranks well above chance.
-    Observed held-out per-user AUC on the 240-image demo with this recipe (32 px,
-    25 epochs, Adam 3e-3): 0.97, 1.00, 1.00, 0.85 (seeds 2, 0, 1, 3) for CFAN-3task
-    vs. 0.50 for BPR. Learning the review path through the attention is a late,
-    sudden event: with 15 epochs at 48 px runs landed at 0.99-1.00 but also at
-    0.55-0.58 (and 0.62/0.77 with 10 epochs), and unscaled Eq. 5 logits made it less
-    reliable (see `ConvAttentionKernel(scale_logits=...)`). We require margins of 0.15
-    over BPR and over 0.5: far above a model that ignores the review, with room for
-    the run-to-run spread (TensorFlow CPU kernels are not bit-deterministic, so a
-    fixed seed does not fix the run).
+    Held-out (val + test) images are never seen in training: every one uses the OOV
+    image row. (BPR is not compared here: on unseen images it scores every image of
+    a user with the same OOV row, so its per-user AUC is 0.5 by construction and
+    "CFAN beats BPR" would only restate "CFAN > 0.5".)
+
+    1. With the review: the demo's ratings are derived from the reviews and the
+       review reaches the rating only through the review-conditioned attention (as
+       in the paper), so held-out per-user AUC must be far above chance. Observed
+       with this recipe (32 px, 25 epochs, Adam 3e-3): 1.00 on seeds 0 and 1 (and
+       0.97, 1.00, 1.00, 0.85 on seeds 2, 0, 1, 3 in earlier runs). Margin: > 0.65.
+    2. Without the review (`predict_without_review`, the user's taste kernel),
+       compared with the user-agnostic prediction beta_hat_v of the same model on
+       the same reviews. Neither reads the review. Observed per-user AUC, no-review
+       vs. agnostic: 0.441 vs 0.542 (seed 0), 0.440 vs 0.438 (seed 1), 0.460 vs
+       0.559 (seed 0, review_dropout 0.5), 0.524 vs 0.577 (the test's seed
+       fixture). Both are at chance: at 32 px with the
+       tiny backbone and 192 training images the model does not learn the images'
+       quality or the users' tastes from pixels within this budget, although the
+       held-out labels do carry that signal (ranking each user's held-out reviews
+       by the true good/bad label of the image gives per-user AUC 0.71; the users'
+       training positive rates give 0.50, the demo's ratings are balanced per
+       user). So the no-review path does NOT beat the user-agnostic baseline here,
+       and we do not pretend it does: the assertion is only that it is not much
+       worse (tolerance 0.15 over a measured worst gap of 0.10) and that it is
+       personalised (different users, same image, different ratings).
     """
-    from tfaesthetic.metrics.ranking import evaluate_ranking
-    from tfaesthetic.models.bpr import BPR
+    from tfaesthetic.metrics.ranking import count_out_of_range, per_user_auc
     from tfaesthetic.records import writer
 
     manifest = writer.read_manifest(demo_records)
-    sizes = dict(num_users=manifest["num_users"], num_train_images=manifest["num_train_images"])
     # index_dropout 0.5: half of the training examples use the OOV image row, the row
     # every held-out image uses; with 192 training images a smaller rate lets the
     # per-image codes memorise the ratings instead.
@@ -329,18 +338,31 @@ def test_learning_cfan_3task_beats_bpr_per_user_auc(demo_records, seed):
         seed=seed,
     )
     train_on_demo(cfan, demo_records, epochs=25, learning_rate=3e-3, seed=seed)
-    bpr = BPR.from_manifest(manifest, factor_dim=16, seed=seed)
-    train_on_demo(bpr, demo_records, epochs=10, learning_rate=3e-3, seed=seed)
 
-    cfan_result = evaluate_ranking(cfan, held_out(demo_records), **sizes)
-    bpr_result = evaluate_ranking(bpr, held_out(demo_records), **sizes)
-    assert cfan_result["oov_images"] == cfan_result["num_examples"] > 100
-    assert cfan_result["users_evaluated"] >= 10
-    print("held-out per-user AUC: CFAN-3task", cfan_result["per_user_auc"], "BPR", bpr_result["per_user_auc"])
-    # Constant per user up to float rounding (batch position changes the last bits).
-    assert bpr_result["per_user_auc"] == pytest.approx(0.5, abs=0.1)
-    assert cfan_result["per_user_auc"] > 0.5 + 0.15, cfan_result
-    assert cfan_result["per_user_auc"] > bpr_result["per_user_auc"] + 0.15, (cfan_result, bpr_result)
+    # One pass over the held-out reviews, both paths per batch.
+    columns = {k: [] for k in ("user", "image", "label", "with_review", "no_review", "agnostic")}
+    for features, labels in held_out(demo_records):
+        features = {k: np.asarray(v) for k, v in features.items()}
+        with_review = cfan(features, training=False)
+        no_review = cfan.predict_without_review(features)
+        columns["user"].append(features["user_index"])
+        columns["image"].append(features["image_index"])
+        columns["label"].append(np.asarray(labels["user_rating"]))
+        columns["with_review"].append(np.asarray(with_review["user_rating"]))
+        columns["no_review"].append(np.asarray(no_review["user_rating"]))
+        columns["agnostic"].append(np.asarray(with_review["agnostic_rating"]))
+    data = {k: np.concatenate(v) for k, v in columns.items()}
+    assert count_out_of_range(data["image"], manifest["num_train_images"]) == len(data["image"]) > 100
+    known = (data["user"] >= 0) & (data["user"] < manifest["num_users"])
+    auc = {
+        key: per_user_auc(data["user"][known], data["label"][known], data[key][known])
+        for key in ("with_review", "no_review", "agnostic")
+    }
+    figures = {key: round(value[0], 3) for key, value in auc.items()}
+    print("held-out per-user AUC (CFAN-3task):", figures)
+    assert len(auc["with_review"][1]) >= 10, figures
+    assert auc["with_review"][0] > 0.5 + 0.15, figures
+    assert auc["no_review"][0] >= auc["agnostic"][0] - 0.15, figures
 
     # No-review and unknown-user paths on real held-out batches.
     features, _ = next(iter(held_out(demo_records)))
@@ -354,3 +376,8 @@ def test_learning_cfan_3task_beats_bpr_per_user_auc(demo_records, seed):
     assert np.abs(np.asarray(with_review["user_rating"]) - np.asarray(no_review["user_rating"])).max() > 1e-3
     np.testing.assert_allclose(unknown["user_rating"], unknown["agnostic_rating"], atol=1e-6)
     assert np.abs(np.asarray(no_review["user_rating"]) - np.asarray(unknown["user_rating"])).max() > 1e-3
+    # The no-review path is personalised: one held-out image, every known user.
+    users = np.arange(manifest["num_users"], dtype="int32")
+    one_image = {k: np.repeat(v[:1], len(users), axis=0) for k, v in features.items()}
+    per_user = np.asarray(cfan.predict_without_review(dict(one_image, user_index=users))["user_rating"])
+    assert per_user.std() > 1e-3, per_user
