@@ -393,6 +393,17 @@ def validate(config: ExperimentConfig, *, manifest: Optional[dict] = None, envir
                 f"{_flag('data.feature_cache_dir', d.feature_cache_dir)} needs a frozen backbone. "
                 f"Received: --trainable_backbone=True (pass --notrainable_backbone)."
             )
+        if m.name != "mracnn":
+            raise ConfigError(
+                f"{_flag('data.feature_cache_dir', d.feature_cache_dir)} caches MRACNN's backbone only. "
+                f"Received: {_flag('model.name', m.name)}."
+            )
+        if r.strategy == "multi_worker":
+            raise ConfigError(
+                f"{_flag('data.feature_cache_dir', d.feature_cache_dir)} is not supported with "
+                f"{_flag('runtime.strategy', r.strategy)} (the workers would each write the cache); "
+                "build the cache with one process, or train end to end."
+            )
     if m.weights not in (None, "", "imagenet") and not os.path.exists(m.weights):
         raise ConfigError(f"Backbone weights file not found. Received: {_flag('model.weights', m.weights)}")
     if m.weights == "imagenet" and m.backbone in ("tiny", "alexnet"):

@@ -576,13 +576,17 @@ class RunStateCallback(keras.callbacks.Callback):
         state: the run state.
         trainer: the trainer config (for the "step_epochs" schedule).
         monitor: the logged value early stopping and the best checkpoint watch.
+        save_model: the model whose weights the checkpoints hold, when it is not
+            the one being fitted (the full MRACNN while its head trains from the
+            feature cache; both share one optimizer). Default: the fitted model.
     """
 
-    def __init__(self, state: RunState, trainer: config_lib.TrainerConfig, monitor: str):
+    def __init__(self, state: RunState, trainer: config_lib.TrainerConfig, monitor: str, save_model=None):
         super().__init__()
         self.state = state
         self.trainer = trainer
         self.monitor = monitor
+        self.save_model = save_model
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.trainer.schedule == "step_epochs":
@@ -591,7 +595,7 @@ class RunStateCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        if self.state.end_epoch(self.model, epoch, logs, self.monitor):
+        if self.state.end_epoch(self.save_model or self.model, epoch, logs, self.monitor):
             print(
                 f"\nEarly stopping: {self.monitor} has not improved for {self.state.wait} epochs "
                 f"(best {self.state.best_value:.4f} at epoch {self.state.best_epoch + 1})."
@@ -864,17 +868,22 @@ def _train_with_fit(config, task, strategy, state, work_dir):
             model.optimizer.build(model.trainable_variables)
             state.restore_weights(model)
             print(f"Resuming {work_dir} after epoch {state.epoch} of {config.trainer.epochs}.")
-    train_ds, val_ds = build_datasets(config, task, model)
+    done = state.stopped_early or state.epoch >= config.trainer.epochs
+    fit_model = model
+    if config.data.feature_cache_dir and not done:
+        fit_model, train_ds, val_ds = _feature_cache_fit(config, task, strategy, model)
+    else:
+        train_ds, val_ds = build_datasets(config, task, model)
     monitor = "val_loss" if val_ds is not None else "loss"
-    if state.stopped_early or state.epoch >= config.trainer.epochs:
+    if done:
         # A finished run: nothing to train (a larger --epochs continues it).
         print(f"Training already complete in {work_dir} ({state.epoch} epochs).")
     else:
         callbacks = [
-            RunStateCallback(state, config.trainer, monitor),
+            RunStateCallback(state, config.trainer, monitor, save_model=model if fit_model is not model else None),
             keras.callbacks.TensorBoard(log_dir=os.path.join(work_dir, "logs")),
         ]
-        model.fit(
+        fit_model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=config.trainer.epochs,
@@ -888,6 +897,58 @@ def _train_with_fit(config, task, strategy, state, work_dir):
     if strategy.num_replicas_in_sync > 1 or strategy is not tf.distribute.get_strategy():
         return plain_copy(model, task, config)
     return model
+
+
+def _feature_cache_fit(config, task, strategy, model) -> tuple:
+    """The head of `model` and its cached-feature datasets: `(head, train, val or None)`.
+
+    Writes the frozen backbone's feature maps to `--feature_cache` once (a cache
+    that matches the records and the backbone's weights is reused, so a resumed
+    run does not rebuild it). The head shares every layer with `model` and is
+    compiled with `model`'s optimizer, so training it trains `model`, and the
+    checkpoints (written from `model`) hold the full model with that optimizer.
+    """
+    from tfaesthetic.data import feature_cache as fc
+
+    if not getattr(model, "backbone_model", None) or model.backbone_model.trainable_weights:
+        raise config_lib.ConfigError(
+            "The feature cache needs a frozen image backbone. "
+            f"Received: --feature_cache={config.data.feature_cache_dir} with --model={config.model.name} "
+            f"--variant={config.model.variant}"
+        )
+    _, rebuilt = fc.ensure_feature_cache(
+        config.data.feature_cache_dir, model.backbone_model, config.data, backbone_name=config.model.backbone
+    )
+    print(
+        f"Feature cache {config.data.feature_cache_dir}: "
+        + (f"written ({rebuilt[0]})." if rebuilt else "reused.")
+    )
+    with strategy.scope():
+        head = fc.head_model(model)
+        if not model.optimizer.built:
+            # Built on the full model's variables so its checkpoints restore in order.
+            model.optimizer.build(model.trainable_variables)
+        losses, weights = task.losses(head)
+        head.compile(
+            optimizer=model.optimizer,
+            loss=losses,
+            loss_weights=weights,
+            jit_compile=bool(config.trainer.jit_compile),
+        )
+    keys = tuple(head.input.keys())
+
+    def select(features, labels):
+        return {k: features[k] for k in keys}, labels
+
+    train = fc.build_cached_dataset(config.data, True, split="train").map(select)
+    if config.trainer.steps_per_epoch:
+        train = train.repeat()
+    val = None
+    if num_split_examples(task.manifest, "val"):
+        val = fc.build_cached_dataset(config.data, False, split="val").map(select)
+        if config.trainer.validation_steps:
+            val = val.repeat()
+    return head, train, val
 
 
 def _export(model, config, run_dir) -> Optional[str]:
