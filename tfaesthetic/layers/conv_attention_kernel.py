@@ -34,7 +34,9 @@ class ConvAttentionKernel(keras.layers.Layer):
     unscaled logit sums `k*k*D` positive terms (4608 for a 3x3 kernel on VGG16's 512
     channels): the softmax saturates to a one-hot map at initialisation and its
     gradient vanishes (on the demo records the review path then is learned in some
-    runs only). `scale_logits=False` gives Eq. 5 literally.
+    runs only). `scale_logits=False` gives Eq. 5 literally. `CFAN` exposes both
+    `scale_logits` and `kernel_size` as constructor arguments (and `params` of a
+    training preset), so the literal Eq. 5 is one setting away.
 
     Kernel size. §4.1 only says the attention map is 10x10(x512), "the same as the
     feature map", which fixes stride 1 and "same" padding but not the spatial
