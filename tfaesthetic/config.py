@@ -607,7 +607,10 @@ def _cfan_3task_ava():
         data=DataConfig(records_dir="records/ava_reviews", image_size=320, max_len=200, global_batch_size=32),
         model=ModelConfig(
             name="cfan", variant="cfan_3task", backbone="vgg16", weights="imagenet", trainable_backbone=True,
-            params=dict(lambda_z=0.015, lambda_beta=1.0),
+            # Eq. 5: K has the feature map's channel count (a 1x1xD kernel on VGG16's
+            # 10x10x512 map). Logits stay scaled by 1/sqrt(D): unscaled, the softmax over
+            # VGG16's non-negative features saturates to one-hot maps at the start.
+            params=dict(lambda_z=0.015, lambda_beta=1.0, kernel_size=1, scale_logits=True),
         ),
         trainer=_seed000_trainer(),
     )

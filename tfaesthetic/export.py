@@ -47,13 +47,10 @@ Bad inputs at serving time (documented in README.md, "Serving", and tested):
   send the image part only.);
 - an empty comment (or one with no letters or digits) tokenises to all-padding
   tokens, exactly what the input pipeline produces for an image without comments,
-  and the output `has_comment` is 0 for that row. The Text-CNN then contributes a
-  zero vector: with `concat` / `sum` fusion MRACNN predicts from the image alone;
-  with the multiplicative fusions (`mfb`, the paper's, and `product`) the fused
-  vector is zero too, so the prediction is the head's prior (the same distribution
-  for every image) -- serve a `vision_only` model for comment-less images. CFAN
-  takes its no-review path (the user's learned taste kernel stands in for the
-  review).
+  and the output `has_comment` is 0 for that row. MRACNN's Text-CNN then gives its
+  learned "no comment" vector, so the prediction still depends on the image under
+  every fusion; CFAN takes its no-review path (the user's learned taste profile
+  stands in for the review).
 
 Besides the SavedModel, `export_model` writes `<version>/assets.extra/tfaesthetic.json`
 (inputs, outputs, score scale, id-map sizes and the bad-input rules) and
@@ -490,8 +487,7 @@ class ServingFunctions(tf.Module):
                 + (
                     "the review-free path (the user's taste kernel)"
                     if self.is_cfan
-                    else "the text stream gives zeros (concat/sum fusion: image-only prediction; "
-                    "mfb/product fusion: the head's prior, the same for every image)"
+                    else "the text stream gives its learned 'no comment' vector: the prediction still depends on the image"
                 ),
                 "user_id": "unknown ids map to the out-of-vocabulary row; user_rating = agnostic_rating, known_user = 0",
                 "image_id": "unknown ids map to the out-of-vocabulary image row",
