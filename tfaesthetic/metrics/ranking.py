@@ -26,6 +26,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfaesthetic.metrics.evaluation import average_ranks  # one rank function for SRCC and AUC
+
 
 @keras.saving.register_keras_serializable(package="tfaesthetic")
 class MaskedBinaryAccuracy(keras.metrics.BinaryAccuracy):
@@ -53,20 +55,6 @@ class MaskedBinaryAccuracy(keras.metrics.BinaryAccuracy):
         if sample_weight is not None:
             mask = mask * ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
         return super().update_state(ops.maximum(y_true, 0), y_pred, sample_weight=mask)
-
-
-def average_ranks(values):
-    """1-based ranks of `values`, ties given the mean of their ranks."""
-    values = np.asarray(values, dtype="float64").reshape(-1)
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), dtype="float64")
-    # Boundaries of runs of equal values.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = 0.5 * (start + 1 + end)
-    return ranks
 
 
 def auc(labels, scores):
