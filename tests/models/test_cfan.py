@@ -292,9 +292,11 @@ def test_learning_cfan_3task_held_out_ranking(demo_records, seed):
     """CFAN-3task on held-out images: the review path ranks well; the no-review path is checked honestly.
 
     Held-out (val + test) images are never seen in training: every one uses the OOV
-    image row. (BPR is not compared here: on unseen images it scores every image of
-    a user with the same OOV row, so its per-user AUC is 0.5 by construction and
-    "CFAN beats BPR" would only restate "CFAN > 0.5".)
+    image row. Issue 4 asks for CFAN-3task above BPR by a stated margin; BPR is
+    trained and compared below, but note what that comparison shows: on unseen
+    images BPR scores every image of a user with the same OOV row, so its per-user
+    AUC is 0.5 by construction (asserted, +-0.1 for float ties) and "beats BPR by
+    0.15" restates "above 0.65". The personalisation check is item 2.
 
     1. With the review: the demo's ratings are derived from the reviews and the
        review reaches the rating only through the review-conditioned attention (as
@@ -362,6 +364,18 @@ def test_learning_cfan_3task_held_out_ranking(demo_records, seed):
     print("held-out per-user AUC (CFAN-3task):", figures)
     assert len(auc["with_review"][1]) >= 10, figures
     assert auc["with_review"][0] > 0.5 + 0.15, figures
+
+    # BPR baseline (seed 000 Fig. 8) on the same held-out reviews.
+    from tfaesthetic.metrics.ranking import evaluate_ranking
+    from tfaesthetic.models.bpr import BPR
+
+    bpr = BPR.from_manifest(manifest, factor_dim=16, seed=seed)
+    train_on_demo(bpr, demo_records, epochs=10, learning_rate=3e-3, seed=seed)
+    sizes = dict(num_users=manifest["num_users"], num_train_images=manifest["num_train_images"])
+    bpr_auc = evaluate_ranking(bpr, held_out(demo_records), **sizes)["per_user_auc"]
+    print("held-out per-user AUC (BPR):", bpr_auc)
+    assert bpr_auc == pytest.approx(0.5, abs=0.1)
+    assert auc["with_review"][0] > bpr_auc + 0.15, (figures, bpr_auc)
     assert auc["no_review"][0] >= auc["agnostic"][0] - 0.15, figures
 
     # No-review and unknown-user paths on real held-out batches.
