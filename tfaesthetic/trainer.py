@@ -11,7 +11,10 @@ One call does the whole job the `python -m tfaesthetic.train` CLI promises:
    Keras 3 does not support - keras-team/keras#20585 - with the custom distributed
    loop of `tfaesthetic.distributed`), with TensorBoard logs, a progress bar, the
    papers' learning-rate schedules, early stopping on the validation loss and an
-   epoch checkpoint that makes the run resumable;
+   epoch checkpoint that makes the run resumable; with `--feature_cache` (MRACNN,
+   frozen backbone) the backbone's maps are written once and `fit` trains the
+   model's head (same layers, same optimizer) from them, while checkpoints,
+   evaluation and export use the full model;
 5. evaluates the best epoch's weights on the test split with the metrics modules
    and writes `run_dir/metrics.json` (+ a readable `metrics.txt`);
 6. exports a SavedModel for TF Serving (chief only).
