@@ -43,6 +43,8 @@ class ConvAttentionKernelTest(TestCase):
             {"kernel_size": 3},
             [feature_map, encoding],
             expected_output_shape=((3, 5, 5, 4), (3, 5, 5)),
+            expected_num_trainable_weights=2,  # W_k, b_k (Eq. 5)
+            expected_num_non_trainable_weights=0,
         )
 
     def test_eq5_matches_numpy_loop(self):

@@ -48,6 +48,8 @@ class MFBPoolingTest(TestCase):
             {"output_dim": 3, "factor_k": 2},
             list(self._inputs()),
             expected_output_shape=(4, 3),
+            expected_num_trainable_weights=2,  # U, V (Eq. 12)
+            expected_num_non_trainable_weights=0,
         )
 
     def test_layer_basics_with_bias(self):
@@ -56,6 +58,8 @@ class MFBPoolingTest(TestCase):
             {"output_dim": 4, "factor_k": 3, "use_bias": True, "dropout": 0.0},
             list(self._inputs(batch=2)),
             expected_output_shape=(2, 4),
+            expected_num_trainable_weights=4,  # U, V and their biases
+            expected_num_non_trainable_weights=0,
         )
 
     def test_eq13_14_matches_numpy(self):

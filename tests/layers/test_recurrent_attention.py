@@ -80,6 +80,9 @@ class RecurrentAttentionTest(TestCase):
             {"units": 6, "recurrences": 2, "attention_units": 4},
             self._features(batch=4),
             expected_output_shape=((4, 10), (4, 2, 3, 4)),
+            # one LSTM layer (kernel, recurrent kernel, bias, 3 peepholes) + W1, W2, b, N (Eq. 8)
+            expected_num_trainable_weights=10,
+            expected_num_non_trainable_weights=0,
         )
 
     def test_layer_basics_locations_input(self):
@@ -88,6 +91,8 @@ class RecurrentAttentionTest(TestCase):
             {"units": 4, "recurrences": 3, "num_layers": 2, "attention_units": 3, "initial_state": "zeros"},
             self._features(batch=2).reshape(2, 12, 5),
             expected_output_shape=((2, 15), (2, 3, 12)),
+            expected_num_trainable_weights=16,  # two LSTM layers of 6 + the 4 attention weights
+            expected_num_non_trainable_weights=0,
         )
 
     def _randomise(self, layer):

@@ -14,6 +14,8 @@ class ReviewEncoderTest(TestCase):
             {"vocab_size": 10, "embedding_dim": 4, "units": 3, "max_len": 5},
             tokens,
             expected_output_shape=(2, 6),
+            expected_num_trainable_weights=7,  # embeddings + 3 per GRU direction (Eq. 3-4)
+            expected_num_non_trainable_weights=0,
         )
 
     def test_eq4_padding_is_ignored(self):

@@ -67,6 +67,9 @@ class TextCNNTest(TestCase):
             {"vocab_size": 20, "embedding_dim": 6, "num_filters": 3},
             self._tokens(),
             expected_output_shape=(5, 9),
+            # "no comment" vector, embeddings, kernel + bias per filter height 3/4/5
+            expected_num_trainable_weights=8,
+            expected_num_non_trainable_weights=0,
         )
 
     def _randomised(self, **kwargs):
