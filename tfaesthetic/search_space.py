@@ -1,4 +1,4 @@
-"""Search-space files for `python -m tfaesthetic.tune` (the files live in `tuning/`).
+"""Search-space files for `python -m tfaesthetic.tune` (defaults: `tfaesthetic/tuning/spaces/`, linked as `tuning/`).
 
 A search space is a JSON file, readable and editable by users::
 
@@ -34,7 +34,7 @@ import math
 import os
 from typing import Any, Optional
 
-TUNING_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tuning")
+from tfaesthetic.tuning import SPACES_DIR as TUNING_DIR  # package data: present in an installed wheel
 
 
 class SearchSpaceError(ValueError):
