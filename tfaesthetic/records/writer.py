@@ -268,18 +268,24 @@ def _carry_foreign(src_dir: str, dst_dir: str) -> None:
 def recover_interrupted_build(out_dir: str) -> list:
     """Cleans up after a build of `out_dir` that was killed; returns what was done, one message each.
 
-    A stale staging directory (`<out_dir>.building-*` of a process that is gone) is
-    removed: the records in `out_dir` were never touched by it. A
-    `<out_dir>.previous-*` directory means the kill hit the switch: when `out_dir`
-    is missing the previous records are renamed back (the killed build did not
-    happen), otherwise the switch had completed and only the clean-up is finished
-    (user files carried over, the previous records deleted).
+    Left-overs beside `out_dir` of a process that is gone:
+
+    - `<out_dir>.building-*`: a build killed before its switch; removed, the
+      records in `out_dir` were never touched by it;
+    - `<out_dir>.switching-*-<build_id>`: a build killed during its switch. When
+      `out_dir` now holds that build, the switch happened and only its clean-up is
+      finished (user files carried over, the previous records deleted); otherwise it
+      is removed like a staging directory;
+    - `<out_dir>.previous-*` (platforms without an atomic directory exchange): the
+      previous records, renamed back when `out_dir` is missing, else deleted after
+      carrying user files over.
     """
     out_dir = os.path.abspath(str(out_dir))
     parent, base = os.path.split(out_dir)
     if not os.path.isdir(parent):
         return []
-    pattern = re.compile(re.escape(base) + r"\.(previous|building)-(\d+)-[0-9a-f]+")
+    pattern = re.compile(re.escape(base) + r"\.(previous|switching|building)-(\d+)-([0-9a-f]+)(?:-([0-9a-f]+))?")
+    order = {"previous": 0, "switching": 1, "building": 2}
     found = []
     for name in os.listdir(parent):
         m = pattern.fullmatch(name)
@@ -289,25 +295,26 @@ def recover_interrupted_build(out_dir: str) -> list:
         pid = int(m.group(2))
         if path in _ACTIVE or (pid != os.getpid() and _pid_alive(pid)):
             continue  # a build still running
-        found.append((m.group(1) != "previous", name, path, pid))
+        found.append((order[m.group(1)], name, m.group(1), path, pid, m.group(4)))
     messages = []
-    for _, name, path, pid in sorted(found):  # "previous" first
-        if name.startswith(base + ".previous-"):
-            if not os.path.lexists(out_dir):
-                os.rename(path, out_dir)
-                messages.append(
-                    f"A records build (pid {pid}) was killed while switching to its new records: "
-                    f"restored the previous records of {out_dir} from {path}."
-                )
-            else:
-                _carry_foreign(path, out_dir)
-                shutil.rmtree(path, ignore_errors=True)
-                messages.append(
-                    f"A records build (pid {pid}) was killed after switching to its new records: "
-                    f"finished its clean-up (removed {path})."
-                )
+    for _, name, kind, path, pid, build_id in sorted(found):
+        if kind == "previous" and not os.path.lexists(out_dir):
+            os.rename(path, out_dir)
+            messages.append(
+                f"A records build (pid {pid}) was killed while switching to its new records: "
+                f"restored the previous records of {out_dir} from {path}."
+            )
+            continue
+        switched = kind == "previous" or (kind == "switching" and _build_id_of(out_dir) == build_id)
+        if os.path.isdir(out_dir):
+            _carry_foreign(path, out_dir)  # user files, if the kill hit after an exchange
+        shutil.rmtree(path, ignore_errors=True)
+        if switched:
+            messages.append(
+                f"A records build (pid {pid}) was killed right after switching to its new records: "
+                f"finished its clean-up (removed {path}); the records in {out_dir} are that build's."
+            )
         else:
-            shutil.rmtree(path, ignore_errors=True)
             messages.append(
                 f"Removed the incomplete records build {path} left by an interrupted run (pid {pid}); "
                 f"the records in {out_dir} were not changed by it."
@@ -317,18 +324,57 @@ def recover_interrupted_build(out_dir: str) -> list:
     return messages
 
 
-def _switch(staging: str, out_dir: str, token: str) -> None:
-    """Puts the verified build `staging` at `out_dir` (two renames; user files carried over)."""
+def _build_id_of(records_dir: str) -> Optional[str]:
+    try:
+        with open(os.path.join(records_dir, MANIFEST), encoding="utf-8") as f:
+            return json.load(f).get("build_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swaps two directories (Linux `renameat2(RENAME_EXCHANGE)`); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (38, 22, 95):  # ENOSYS, EINVAL (file system without exchange), EOPNOTSUPP
+        return False
+    raise OSError(errno, os.strerror(errno), a)
+
+
+def _switch(staging: str, out_dir: str, token: str, build_id: str) -> None:
+    """Puts the verified build `staging` at `out_dir`, atomically where the OS can; user files carried over."""
     if not os.path.lexists(out_dir):
         _fault("switch")
         os.rename(staging, out_dir)
         return
-    previous = f"{out_dir}.previous-{token}"
-    os.rename(out_dir, previous)
-    _fault("switch")
-    os.rename(staging, out_dir)
-    _carry_foreign(previous, out_dir)
-    shutil.rmtree(previous)
+    switching = f"{out_dir}.switching-{token}-{build_id}"
+    os.rename(staging, switching)
+    _ACTIVE.add(switching)
+    try:
+        if _exchange(switching, out_dir):
+            old = switching  # now holds the previous records
+        else:
+            old = f"{out_dir}.previous-{token}"
+            os.rename(out_dir, old)
+            os.rename(switching, out_dir)
+        _fault("switch")
+        _carry_foreign(old, out_dir)
+        shutil.rmtree(old)
+    finally:
+        _ACTIVE.discard(switching)
 
 
 def _verify_staged(staging: str, manifest: dict, expected_counts: dict) -> None:
@@ -530,7 +576,7 @@ def write_records(
             command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images,
         )
         _fault("before_switch")
-        _switch(staging, out_dir, token)
+        _switch(staging, out_dir, token, manifest["build_id"])
     except SimulatedKill:
         raise  # leaves the staging directory behind, as a kill would
     except BaseException:
