@@ -6,7 +6,8 @@ tail rule:
 
 - pure Python, for the records writer (`detect_format`, `structure_problem`,
   `image_size`, `pixel_problem`; no TensorFlow import), and
-- TensorFlow ops, for the exported serving graph (`check_image_bytes`).
+- TensorFlow ops, for the exported serving graph and the input pipeline
+  (`check_image_bytes`, `image_sizes`).
 
 The rules:
 
@@ -252,3 +253,82 @@ def _complete_structure_tf(image_bytes, is_jpeg, is_png):
         iend = iend & tf.equal(tail[:, offset : TAIL - 3 + offset], char)
     png_ok = tf.reduce_any(iend, axis=1)
     return tf.logical_and(tf.logical_or(tf.logical_not(is_jpeg), jpeg_ok), tf.logical_or(tf.logical_not(is_png), png_ok))
+
+
+def _le(row, start, n):
+    """Little-endian unsigned integer of `n` bytes at `start` of int64 byte rows `[B, L]`."""
+    value = 0
+    for i in reversed(range(n)):
+        value = value * 256 + row[:, start + i]
+    return value
+
+
+def _be(row, start, n):
+    value = 0
+    for i in range(n):
+        value = value * 256 + row[:, start + i]
+    return value
+
+
+def image_sizes(image_bytes):
+    """TensorFlow form of `image_size`: `(width, height)` int64 `[B, 2]` from the headers, -1 where unreadable.
+
+    For graphs (the serving signature, the input pipeline): reads the same header
+    fields as `image_size` (PNG IHDR, GIF, BMP, WebP at fixed offsets;
+    `tf.io.extract_jpeg_shape`, which parses only the JPEG markers, for JPEG),
+    never the pixels. Run it after `check_image_bytes` (a JPEG whose markers are
+    broken fails in `extract_jpeg_shape`).
+
+    Args:
+        image_bytes: string `[B]`.
+    """
+    import tensorflow as tf
+
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    head = tf.strings.substr(tf.strings.join([image_bytes, "\0" * 32]), 0, 32)
+    row = tf.cast(tf.reshape(tf.io.decode_raw(head, tf.uint8), [-1, 32]), tf.int64)
+
+    def starts(magic, offset=0):
+        return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
+
+    is_png = starts(SIGNATURES[1][1]) & starts(b"IHDR", 12)
+    is_gif = starts(b"GIF87a") | starts(b"GIF89a")
+    is_bmp = starts(b"BM")
+    is_webp = starts(b"RIFF") & starts(WEBP_TAG, 8)
+    is_jpeg = starts(SIGNATURES[0][1])
+    minus = tf.fill(tf.shape(image_bytes), tf.constant(-1, tf.int64))
+
+    png = (_be(row, 16, 4), _be(row, 20, 4))
+    gif = (_le(row, 6, 2), _le(row, 8, 2))
+    core = tf.equal(_le(row, 14, 4), 12)  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+
+    def signed32(v):
+        return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
+
+    bmp = (
+        tf.where(core, _le(row, 18, 2), signed32(_le(row, 18, 4))),
+        tf.where(core, _le(row, 20, 2), signed32(_le(row, 22, 4))),
+    )
+    vp8x, vp8l = starts(b"VP8X", 12), starts(b"VP8L", 12)
+    vp8 = starts(b"VP8 ", 12)
+    bits = _le(row, 21, 4)
+    webp_ok = vp8x | vp8l | vp8
+    webp = (
+        tf.where(vp8x, 1 + _le(row, 24, 3), tf.where(vp8l, 1 + bits % 16384, _le(row, 26, 2) % 16384)),
+        tf.where(vp8x, 1 + _le(row, 27, 3), tf.where(vp8l, 1 + (bits // 16384) % 16384, _le(row, 28, 2) % 16384)),
+    )
+
+    def jpeg_size(args):
+        data, ok = args
+        return tf.cond(
+            ok,
+            lambda: tf.cast(tf.reverse(tf.io.extract_jpeg_shape(data)[:2], [0]), tf.int64),
+            lambda: tf.constant([-1, -1], tf.int64),
+        )
+
+    jpeg = tf.map_fn(jpeg_size, (image_bytes, is_jpeg), fn_output_signature=tf.TensorSpec([2], tf.int64))
+    width, height = minus, minus
+    for cond, (w, h) in ((is_png, png), (is_gif, gif), (is_bmp, bmp), (is_webp & webp_ok, webp)):
+        width, height = tf.where(cond, w, width), tf.where(cond, h, height)
+    width, height = tf.where(is_jpeg, jpeg[:, 0], width), tf.where(is_jpeg, jpeg[:, 1], height)
+    return tf.stack([width, height], axis=1)

@@ -482,10 +482,20 @@ def test_case10_decompression_bomb_rejected_from_its_header(tmp_path, monkeypatc
         helpers.write(tmp_path / "out2", helpers.make_records(3), max_pixels=100)
 
 
-@pytest.mark.parametrize("fmt,mode", [("JPEG", "RGB"), ("PNG", "RGBA"), ("GIF", "L"), ("BMP", "RGB"), ("WEBP", "RGB")])
-def test_image_size_from_headers_matches_pillow(fmt, mode):
-    data = helpers.image_bytes(width=37, height=23, mode=mode if fmt != "GIF" else "L", fmt=fmt)
-    assert images.image_size(data) == Image.open(io.BytesIO(data)).size == (37, 23)
+def test_image_size_from_headers_matches_pillow_and_the_tf_form():
+    cases = [
+        helpers.image_bytes(width=37, height=23, mode=mode, fmt=fmt)
+        for fmt, mode in [("JPEG", "RGB"), ("PNG", "RGBA"), ("GIF", "L"), ("BMP", "RGB"), ("WEBP", "RGB"), ("WEBP", "RGBA")]
+    ]
+    lossless = io.BytesIO()
+    Image.new("RGB", (300, 17)).save(lossless, "WEBP", lossless=True)
+    cases.append(lossless.getvalue())
+    for data in cases:
+        assert images.image_size(data) == Image.open(io.BytesIO(data)).size
+    cases += [png_bomb(), b"not an image", b""]
+    expected = [images.image_size(data) or (-1, -1) for data in cases]
+    assert expected[-3:] == [(20000, 20000), (-1, -1), (-1, -1)]
+    assert [tuple(v) for v in images.image_sizes(tf.constant(cases)).numpy().tolist()] == expected
 
 
 # --- case 12: one end-of-file rule in the builder and in serving ------------------------------
