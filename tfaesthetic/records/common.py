@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -480,14 +481,14 @@ def attach_comments(
     return check_no_comments(record, drop_no_comments, rejections, source, number)
 
 
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def file_loader(path: str) -> Callable[[], bytes]:
-    """A lazy loader of a file's bytes (the writer calls it when it needs them)."""
-
-    def load():
-        with open(path, "rb") as f:
-            return f.read()
-
-    return load
+    """A lazy loader of a file's bytes (the writer calls it when it needs them); picklable."""
+    return functools.partial(_read_file, path)
 
 
 def format_from_name(path: str) -> str:

@@ -351,6 +351,8 @@ def _exchange(a: str, b: str) -> bool:
     errno = ctypes.get_errno()
     if errno in (38, 22, 95):  # ENOSYS, EINVAL (file system without exchange), EOPNOTSUPP
         return False
+    if errno == 18:  # EXDEV
+        raise OSError(errno, f"{os.strerror(errno)}: out_dir {b} is a mount point; build into a folder inside it")
     raise OSError(errno, os.strerror(errno), a)
 
 
@@ -478,6 +480,8 @@ def write_records(
             character or two equal after normalisation).
     """
     out_dir = os.path.abspath(str(out_dir))
+    if os.path.islink(out_dir):
+        out_dir = os.path.realpath(out_dir)  # switch the directory the link points to, keep the link
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"Expected out_dir to be a directory. Received: out_dir={out_dir!r} is a file")
     cwd = os.path.realpath(os.getcwd())
@@ -531,8 +535,8 @@ def write_records(
     ordered = [r for split in features.SPLITS for r in kept[split]]
     if not ordered:
         raise EmptyBuildError(
-            f"No image to write to {out_dir}: {_empty_build_reason(rejections, len(records))}. "
-            "The records there (if any) were not changed."
+            f"No image to write to {out_dir}, nothing was changed there: "
+            f"{_empty_build_reason(rejections, len(records))}"
         )
     for index, record in enumerate(ordered):
         record.image_index = index
