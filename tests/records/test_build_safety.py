@@ -537,3 +537,30 @@ def test_case12_trailing_bytes_one_rule_in_builder_and_serving(tmp_path):
     by_id = {e["image_id"]: e["reason"] for e in rejections.entries if e["action"] == "rejected"}
     expected = {r.image_id: reason for r, (_, reason) in zip(records, cases.values()) if reason}
     assert by_id == expected and manifest["num_images"] == len(cases) - len(expected)
+
+
+def test_case2_switch_without_atomic_exchange_and_its_recovery(previous, monkeypatch, caplog):
+    """Where the OS has no directory exchange, two renames; a kill between them is undone by the next build."""
+    out_dir, a_ids, b_path = previous
+    monkeypatch.setattr(writer, "_exchange", lambda a, b: False)
+    monkeypatch.setenv(writer.FAULT_ENV, "switch:exit")
+    with pytest.raises(writer.SimulatedKill):
+        _build(out_dir, b_path)
+    monkeypatch.delenv(writer.FAULT_ENV)
+    [left] = _leftovers(out_dir)
+    assert ".previous-" in left
+    _assert_readable(str(out_dir), [f"b{i}" for i in range(10)])  # the switch had happened
+    caplog.set_level("WARNING")
+    assert "finished its clean-up" in " ".join(writer.recover_interrupted_build(str(out_dir)))
+    assert _leftovers(out_dir) == [] and (out_dir / "notes.txt").exists()
+
+    # A kill between the two renames: out_dir is missing, the previous records are beside it.
+    before = _snapshot(out_dir)
+    dead_pid = 4194305  # above Linux's pid_max: no such process
+    moved = f"{out_dir}.previous-{dead_pid}-0abc"
+    os.rename(out_dir, moved)
+    with pytest.raises(FileNotFoundError, match="killed while switching builds; run the builder again"):
+        writer.read_manifest(str(out_dir))
+    [message] = writer.recover_interrupted_build(str(out_dir))
+    assert "restored the previous records" in message
+    assert _snapshot(out_dir) == before and _leftovers(out_dir) == []
