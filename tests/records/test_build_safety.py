@@ -297,6 +297,7 @@ def test_case4_ids_normalised_control_characters_refused(tmp_path):
         _line("nul\u0000"), _line("nl\nx"),
         _line("u1", comments=[{"text": "Sharp focus", "user": "bo\tb"}, {"text": "Nice light", "user": " carol"}]),
         _line("u2", comments=[{"text": "Lovely colours", "user": "carol\u3000"}]),
+        _line("z\u200dw"),  # a zero-width joiner that collides with nothing: kept, with a note
     ]
     path = _jsonl(tmp_path / "ids.jsonl", lines)
     data = jsonl.read_jsonl(path, num_bins=3)
@@ -305,12 +306,14 @@ def test_case4_ids_normalised_control_characters_refused(tmp_path):
         (1, "invalid_id"), (3, "duplicate_id"), (5, "duplicate_id"), (7, "duplicate_id"), (8, "invalid_id"),
         (9, "invalid_id"), (10, "invalid_user_id"),
     }
-    assert sorted(r.image_id for r in data.records) == sorted(["ali ce", "caf\u00e9", "ab", "u1", "u2"])
+    assert sorted(r.image_id for r in data.records) == sorted(["ali ce", "caf\u00e9", "ab", "u1", "u2", "z\u200dw"])
+    assert data.rejections.kept["image:zero_width_in_id"] == 1
     assert data.users == ["carol"]  # " carol" and "carol\u3000" are one user
     manifest = _build(tmp_path / "out", path)
     with open(tmp_path / "out" / "images.tsv", encoding="utf-8") as f:
         ids = [line.rstrip("\n").split("\t")[1] for line in f]
-    assert len(ids) == len(set(ids)) == manifest["num_images"] == 5
+    assert len(ids) == len(set(ids)) == manifest["num_images"] == 6
+    assert manifest["counts"]["kept"]["image:zero_width_in_id"] == 1
     # The serving graph's TF form of the rule gives the same ids.
     raw = [" ali ce ", "cafe\u0301", "carol\u3000", "\u00a0u1\x85"]
     assert [s.decode() for s in text.normalize_ids(raw).numpy()] == [features.normalize_id(r) for r in raw]
