@@ -12,6 +12,7 @@ the derived user-specific rating s_uv).
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from typing import Callable, Optional, Sequence
 
 SCHEMA_VERSION = 1
@@ -134,6 +135,38 @@ class ImageRecord:
     tags: Sequence[int] = ()
     challenge: int = UNKNOWN_CHALLENGE
     comments: list = dataclasses.field(default_factory=list)
+
+
+# --- ids ----------------------------------------------------------------------
+
+
+def normalize_id(value) -> str:
+    """The one normalisation of image ids and user names: Unicode NFC, surrounding whitespace stripped.
+
+    The records builders store ids through this function and the serving graph
+    applies the same rule with `tfaesthetic.text.normalize_ids` (TF ops), so
+    `"caf\\u00e9"` (NFC) and `"cafe\\u0301"` (NFD), or `" alice "` and `"alice"`, are one id
+    at build and at serving time. Whitespace is what `str.isspace` calls so (ASCII
+    and Unicode spaces, tab, newline, U+0085, U+2028, ...). Control characters
+    inside an id are not removed here: the builders reject such ids (see
+    `id_problem`).
+    """
+    return unicodedata.normalize("NFC", str(value)).strip()
+
+
+def id_problem(value: str) -> Optional[str]:
+    """Why a normalised id is refused, or None: empty, or holding a control character (tab, newline, NUL, ...)."""
+    if not value:
+        return "empty id"
+    bad = sorted({f"U+{ord(ch):04X}" for ch in value if unicodedata.category(ch) == "Cc"})
+    if bad:
+        return f"id holds control character(s) {', '.join(bad)}: {value[:80]!r}"
+    return None
+
+
+def id_collision_key(value: str) -> str:
+    """The id with format characters (zero-width space/joiners, U+FEFF, ...) removed, to detect look-alike ids."""
+    return "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
 
 
 # --- parse spec and serialisation ------------------------------------------------

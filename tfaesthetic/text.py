@@ -63,6 +63,27 @@ def normalize(texts) -> tf.Tensor:
     return tf_text.case_fold_utf8(texts)
 
 
+# Python's `str.isspace` set in RE2 syntax (RE2's \\s lacks \\v, U+001C..U+001F, U+0085).
+_ID_SPACE = r"[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
+
+
+def normalize_ids(ids) -> tf.Tensor:
+    """`tfaesthetic.features.normalize_id` as TF ops, for the serving graph: NFC, surrounding whitespace stripped.
+
+    Args:
+        ids: string tensor (any shape) of image ids or user names.
+
+    Returns:
+        A string tensor of the same shape; equal, element by element, to
+        `features.normalize_id` of the same strings (invalid UTF-8 is repaired first,
+        as the builders' decoding does).
+    """
+    ids = _as_string_tensor(ids)
+    ids = tf.strings.unicode_transcode(ids, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    ids = tf_text.normalize_utf8(ids, "NFC")
+    return tf.strings.regex_replace(ids, f"^{_ID_SPACE}+|{_ID_SPACE}+$", "")
+
+
 def split_words(texts) -> tf.RaggedTensor:
     """Splits already normalised texts into words (letters, marks and digits only).
 

@@ -1,6 +1,7 @@
 """build_dataset: shapes/dtypes per mode, text-only records, sharding, truncated shards."""
 
 import dataclasses
+import json
 import os
 import shutil
 
@@ -186,7 +187,15 @@ def test_shard_cut_at_a_record_boundary_or_corrupted(records_dir, tmp_path):
     corrupt = bytearray(data)
     corrupt[40] ^= 0xFF
     open(shard, "wb").write(bytes(corrupt))
-    assert reader.validate_shards(str(work), "val")  # the quick check cannot see it
+    # The quick check sees it through the shard's fingerprint (its first and last 64 KiB).
+    with pytest.raises(reader.ShardError, match="val-00000-of-00003.tfrecord does not belong to .*manifest.json"):
+        reader.validate_shards(str(work), "val")
+    manifest = writer.read_manifest(str(work))
+    del manifest["files"]["shard_fingerprints"]  # records written before fingerprints: the CRCs tell
+    with open(os.path.join(str(work), "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(reader.ShardError, match="val-00000-of-00003.tfrecord is corrupt"):
+        reader.validate_shards(str(work), "val")  # the first record is read for the bin check
     with pytest.raises(reader.ShardError, match="val-00000-of-00003.tfrecord is corrupt"):
         reader.validate_shards(str(work), "val", full=True)
     # Cut exactly after the first record: framing is fine, the size in the manifest is not.

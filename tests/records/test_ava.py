@@ -53,7 +53,7 @@ def write_ava_folder(root, num_good=12):
         with open(os.path.join(comment_dir, f"{image_id}.txt"), "w", encoding="utf-8") as f:
             f.write(f"alice\t{GOOD[i % 3]}\nbob\t{GOOD[(i + 1) % 3]}\n")
     n = num_good
-    # 1. truncated JPEG -> writer rejects undecodable_image.
+    # 1. truncated JPEG -> writer rejects truncated_image (the rule of tfaesthetic.images).
     rows.append(f"{n + 1} 2001 1 2 3 4 5 6 7 8 9 10 1 0 7")
     with open(os.path.join(image_dir, "2001.jpg"), "wb") as f:
         f.write(jpeg_bytes(99)[:200])
@@ -217,19 +217,19 @@ def test_build_ava_writes_documented_counts_and_rejected_jsonl(ava_folder, tmp_p
     # 17 parsed records; the writer drops the truncated JPEG.
     assert manifest["num_images"] == 16
     assert sum(manifest["splits"].values()) == 16
-    assert manifest["counts"]["rejected"]["image:undecodable_image"] == 1
+    assert manifest["counts"]["rejected"]["image:truncated_image"] == 1
     assert manifest["counts"]["kept"]["image:image_format_mismatch"] == 1
     assert manifest["score_scale"]["num_bins"] == 10 and manifest["score_scale"]["threshold"] == 5.0
     assert manifest["has_images"] is True and manifest["has_votes"] is True
     with open(os.path.join(out_dir, "rejected.jsonl"), encoding="utf-8") as f:
         entries = [json.loads(line) for line in f]
     reasons = collections.Counter((e["action"], e["reason"]) for e in entries)
-    assert reasons[("rejected", "undecodable_image")] == 1
+    assert reasons[("rejected", "truncated_image")] == 1
     assert reasons[("rejected", "missing_image_file")] == 1
     assert reasons[("kept", "image_format_mismatch")] == 1
     assert reasons[("kept", "non_utf8_text")] == 1
     assert reasons[("rejected", "no_letters")] == 1
-    truncated = [e for e in entries if e["reason"] == "undecodable_image"]
+    truncated = [e for e in entries if e["reason"] == "truncated_image"]
     assert truncated[0]["image_id"] == "2001"
     # The writer's rejections point at the AVA.txt line too.
     assert truncated[0]["record"] == line_of["2001"] and truncated[0]["source"].endswith("AVA.txt")

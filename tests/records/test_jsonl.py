@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import unicodedata
 
 import hypothesis
 import pytest
@@ -16,6 +17,7 @@ from tests.records.test_ava import jpeg_bytes
 from tests.records.test_ava import png_bytes
 from tfaesthetic import features
 from tfaesthetic.records import jsonl
+from tfaesthetic.records import writer
 from tfaesthetic.records.rejections import Rejections
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -190,7 +192,7 @@ _lines = st.one_of(
 def _written_id(line: bytes) -> str:
     """The id a kept line must have in images.tsv, computed from the raw line (not by the importer)."""
     obj = json.loads(line.decode("utf-8", errors="replace").lstrip("\ufeff"))
-    image_id = str(obj["image_id"]).strip()
+    image_id = unicodedata.normalize("NFC", str(obj["image_id"])).strip()
     image_id = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in image_id)
     return image_id.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
@@ -209,7 +211,17 @@ def test_every_line_is_written_or_in_rejected_jsonl(tmp_path, lines):
     with open(path, "wb") as f:
         f.write(b"\n".join(lines) + b"\n")
     out_dir = os.path.join(root, "records")
-    manifest = jsonl.build_jsonl(out_dir, path, num_bins=3, num_shards=1, val_fraction=0.2, test_fraction=0.2)
+    rejections = Rejections()
+    try:
+        manifest = jsonl.build_jsonl(
+            out_dir, path, num_bins=3, num_shards=1, val_fraction=0.2, test_fraction=0.2, rejections=rejections
+        )
+    except writer.EmptyBuildError:
+        # No line kept: the build fails and writes nothing; every line is a rejection.
+        assert not os.path.exists(out_dir)
+        rejected = {e["record"] for e in rejections.entries if e["action"] == "rejected" and e["level"] != "comment"}
+        assert rejected == set(range(1, len(lines) + 1))
+        return
 
     with open(os.path.join(out_dir, "rejected.jsonl"), encoding="utf-8") as f:
         entries = [json.loads(entry) for entry in f]
@@ -239,12 +251,12 @@ def test_build_jsonl_writes_records_and_rejected(jsonl_file, tmp_path):
     manifest = jsonl.build_jsonl(out_dir, jsonl_file, num_shards=1, val_fraction=0.0, test_fraction=0.2)
     assert manifest["num_images"] == 16  # 17 parsed, the truncated image rejected by the writer
     assert manifest["score_scale"]["num_bins"] == 5
-    assert manifest["counts"]["rejected"]["image:undecodable_image"] == 1
+    assert manifest["counts"]["rejected"]["image:truncated_image"] == 1
     assert manifest["counts"]["kept"]["image:image_format_mismatch"] == 1
     with open(os.path.join(out_dir, "rejected.jsonl"), encoding="utf-8") as f:
         entries = [json.loads(line) for line in f]
     reasons = collections.Counter(e["reason"] for e in entries if e["action"] == "rejected")
-    assert reasons["invalid_json"] == 1 and reasons["empty_line"] == 2 and reasons["undecodable_image"] == 1
+    assert reasons["invalid_json"] == 1 and reasons["empty_line"] == 2 and reasons["truncated_image"] == 1
     assert all("source" in e for e in entries)
     # Good lines (odd) have mean 3.6 > 3 and positive comments, even ones mean 1.78 and negative ones.
     assert manifest["consistency"] > 0.8

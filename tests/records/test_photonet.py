@@ -110,11 +110,11 @@ def test_build_photonet(photonet_files, tmp_path):
     )
     assert manifest["score_scale"] == {"num_bins": 7, "values": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], "threshold": 4.0}
     assert manifest["num_images"] == 12  # t1 (truncated) rejected by the writer
-    assert manifest["counts"]["rejected"]["image:undecodable_image"] == 1
+    assert manifest["counts"]["rejected"]["image:truncated_image"] == 1
     assert manifest["counts"]["kept"]["image:image_format_mismatch"] == 1
     # Good images (mean > 4) have positive comments, bad ones negative: Eq. 7 is 1 on p*;
     # k1 (mean 5, one positive comment) agrees too.
     assert manifest["consistency"] == pytest.approx(1.0)
     with open(os.path.join(out_dir, "rejected.jsonl"), encoding="utf-8") as f:
         reasons = collections.Counter(json.loads(line)["reason"] for line in f)
-    assert reasons["undecodable_image"] == 1 and reasons["votes_wrong_num_bins"] == 2
+    assert reasons["truncated_image"] == 1 and reasons["votes_wrong_num_bins"] == 2

@@ -188,7 +188,8 @@ def test_bad_images_rules(tmp_path):
 
     assert manifest["counts"]["rejected"] == {
         "image:missing_image_file": 1,
-        "image:undecodable_image": 2,
+        "image:truncated_image": 1,
+        "image:undecodable_image": 1,
         "image:unknown_image_format": 1,
         "image:unreadable_image": 1,
     }
@@ -197,7 +198,7 @@ def test_bad_images_rules(tmp_path):
     with open(tmp_path / "out" / "rejected.jsonl", encoding="utf-8") as f:
         entries = [json.loads(line) for line in f]
     by_id = {e["image_id"]: e for e in entries}
-    assert by_id["truncated"]["reason"] == "undecodable_image"
+    assert by_id["truncated"]["reason"] == "truncated_image"
     assert by_id["empty"]["reason"] == "undecodable_image"
     assert by_id["text"]["reason"] == "unknown_image_format"
     assert by_id["missing"]["reason"] == "missing_image_file" and "nope.jpg" in by_id["missing"]["detail"]

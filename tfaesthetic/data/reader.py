@@ -9,12 +9,19 @@ It batches with the **global** batch size (or, under
 Truncated shards: `tf.data` reports a truncated TFRecord as a `DataLossError`
 without the file name, so `build_dataset` first calls `validate_shards`, which walks
 the record framing of every shard of the split (a seek per record, no full read)
-and compares sizes with the manifest; a problem raises `ShardError` naming the
-file. `validate_shards(..., full=True)` also checks every record's CRC.
+and compares sizes and fingerprints (sha256 of the size, first and last 64 KiB, stored
+by the writer) with the manifest, so a shard of another build is refused by name;
+it also checks that the stored vote vectors have the manifest's number of bins. A
+problem raises `ShardError` naming the file. `validate_shards(..., full=True)`
+also checks every record's CRC. A corrupt record met later, while training,
+surfaces from `tf.data` as a `DataLossError` without the file:
+`corrupt_shard_error` (or the `naming_corrupt_shards` context manager) finds the
+file and returns a `ShardError` naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from typing import Optional
@@ -95,7 +102,9 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
             the manifest was written, or corrupt.
     """
     manifest = writer.read_manifest(records_dir)
+    manifest_path = os.path.join(str(records_dir), writer.MANIFEST)
     sizes = manifest.get("files", {}).get("shard_bytes", {})
+    fingerprints = manifest.get("files", {}).get("shard_fingerprints", {})
     splits = [split] if split else [s for s in features_lib.SPLITS if manifest.get("splits", {}).get(s, 0) > 0]
     counts = {}
     for s in splits:
@@ -108,6 +117,13 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
                     f"Records shard {path} has {actual} bytes, the manifest says {expected}: "
                     "it is truncated or was modified after the records were written."
                 )
+            fingerprint = fingerprints.get(os.path.basename(path))
+            if fingerprint is not None and writer.shard_fingerprint(path) != fingerprint:
+                raise ShardError(
+                    f"Records shard {path} does not belong to {manifest_path}: its fingerprint differs from the "
+                    "manifest's (it was written by another build or modified since). Rebuild the records."
+                )
+            _check_num_bins(path, manifest, manifest_path)
             if full:
                 try:
                     n = 0
@@ -116,6 +132,53 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
                 except tf.errors.DataLossError as e:
                     raise ShardError(f"Records shard {path} is corrupt: {e.message}") from None
     return counts
+
+
+def _check_num_bins(path: str, manifest: dict, manifest_path: str) -> None:
+    """The first record of a shard stores as many vote counts as the manifest's score scale has bins."""
+    if not manifest.get("has_votes", False):
+        return
+    num_bins = len(manifest.get("score_scale", {}).get("values", ()))
+    try:
+        first = [s.numpy() for s in tf.data.TFRecordDataset(path).take(1)]
+    except tf.errors.DataLossError as e:
+        raise ShardError(f"Records shard {path} is corrupt: {e.message}") from None
+    for serialized in first:
+        example = tf.train.Example.FromString(serialized)
+        stored = len(example.features.feature[features_lib.VOTES].int64_list.value)
+        if stored != num_bins:
+            raise ShardError(
+                f"{manifest_path} says {num_bins} score bins, but {path} stores {stored} vote counts per image: "
+                "the manifest was edited or belongs to other records. Rebuild the records."
+            )
+
+
+def corrupt_shard_error(records_dir, error: Exception, split: Optional[str] = None) -> Exception:
+    """The `ShardError` naming the corrupt shard behind a `tf.data` `DataLossError` (or `error` itself).
+
+    Reads the shards of `split` (all splits when None) with their CRCs checked,
+    which costs a full read and is only done once the error has happened.
+    """
+    try:
+        validate_shards(records_dir, split, full=True)
+    except ShardError as e:
+        return e
+    except Exception:  # noqa: BLE001 -- the original error is the better report then.
+        return error
+    message = getattr(error, "message", None) or str(error)
+    return ShardError(f"Corrupt record in the records of {records_dir} ({message}); no single shard could be named.")
+
+
+@contextlib.contextmanager
+def naming_corrupt_shards(records_dir, split: Optional[str] = None):
+    """Re-raises a `tf.errors.DataLossError` inside the block as the `ShardError` naming the file.
+
+    Usage: `with naming_corrupt_shards(config.records_dir): model.fit(dataset, ...)`.
+    """
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        raise corrupt_shard_error(records_dir, e, split) from e
 
 
 def num_examples(records_dir, split: str, mode: str = "image") -> int:

@@ -18,10 +18,15 @@ Rules for bad rows of `AVA.txt` (besides the shared ones in `common`):
 - blank line: skipped, counted (`line:empty_line`);
 - not 15 fields: rejected (`image:votes_wrong_num_bins`, the vote row cannot be
   read as 10 bins);
-- a field that is not an integer: rejected (`image:invalid_row`);
-- a negative vote count: rejected (`image:invalid_votes`);
+- a field that is not a plain ASCII integer (`1_0`, `+1`, `٣`, `1e20` are not):
+  rejected (`image:invalid_row`);
+- a negative vote count, or one above 2**31 - 1: rejected (`image:invalid_votes`);
+- a tag or challenge id above 2**31 - 1: rejected (`image:invalid_value`);
+- an id with a control character: rejected (`image:invalid_id`); ids are
+  normalised (`features.normalize_id`);
 - no vote at all: rejected (`image:no_votes`, the mean score is undefined);
-- an id seen before: rejected (`image:duplicate_id`, the first row is kept);
+- an id seen before (also after normalisation, or differing only by zero-width
+  characters): rejected (`image:duplicate_id`, the first row is kept);
 - a tag id not in `tags.txt`: the tag is dropped, the image kept (kept note
   `image:unknown_tag`).
 
@@ -38,6 +43,7 @@ from typing import Optional
 
 from tfaesthetic import features
 from tfaesthetic.records import common
+from tfaesthetic.records import rules
 from tfaesthetic.records.rejections import Rejections
 
 NUM_FIELDS = 15
@@ -51,9 +57,10 @@ def read_names(path: str, rejections: Rejections) -> dict:
         if not line.strip():
             continue
         head, _, name = line.strip().partition(" ")
-        try:
-            names[int(head)] = name.strip() or head
-        except ValueError:
+        value = rules.parse_int(head)
+        if value is not None:
+            names[value] = name.strip() or head
+        else:
             rejections.reject(
                 "invalid_row", source=path, record=number, detail=f"Expected 'id name'. Received: {line[:80]!r}", level="line"
             )
@@ -126,7 +133,7 @@ def read_ava(
     users = common.UserIndex()
 
     rows = []
-    seen = set()
+    seen = rules.IdRegistry()
     ids_in_file = []
     for number, line in common.read_lines(ava_txt, rejections):
         if not line.strip():
@@ -221,22 +228,28 @@ def _parse_row(line, number, path, seen, rejections):
         )
         return None
     image_id = fields[1]
-    try:
-        values = [int(v) for v in fields[2:]]
-    except ValueError:
+    values = [rules.parse_int(v) for v in fields[2:]]
+    if any(v is None for v in values):
         rejections.reject(
-            "invalid_row", source=path, record=number, image_id=image_id, detail=f"non-integer field in {line[:120]!r}"
+            "invalid_row",
+            source=path,
+            record=number,
+            image_id=image_id,
+            detail=f"Expected plain ASCII integers. Received a non-integer field in {line[:120]!r}",
         )
         return None
     votes, tags, challenge = values[:10], values[10:12], values[12]
-    problem = common.votes_problem(votes, features.AVA_SCALE.num_bins)
+    problem = rules.votes_problem(votes, features.AVA_SCALE.num_bins)
+    for name, value in (("tag", tags[0]), ("tag", tags[1]), ("challenge", challenge)):
+        if problem is None and value > rules.MAX_COUNT:
+            problem = "invalid_value", f"Expected {name} <= {rules.MAX_COUNT}. Received: {name}={value}"
+    if problem is None:
+        image_id, problem = seen.check(image_id)
     if problem is not None:
         rejections.reject(problem[0], source=path, record=number, image_id=image_id, detail=problem[1])
         return None
-    if image_id in seen:
-        rejections.reject("duplicate_id", source=path, record=number, image_id=image_id, detail="first row kept")
-        return None
-    seen.add(image_id)
+    if seen.add(image_id, number):
+        rejections.keep("zero_width_in_id", source=path, record=number, image_id=image_id, level="image")
     tags = [t for t in tags if t != 0]
     return number, image_id, votes, tags, challenge if challenge > 0 else features.UNKNOWN_CHALLENGE
 

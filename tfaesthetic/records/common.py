@@ -21,16 +21,27 @@ and listed in `rejected.jsonl` with file, record (1-based line/row) and reason:
 - a record that fails in an unforeseen way: rejected with the exception text
   (`image:unreadable_record`) -- never a bare traceback.
 
-The writer adds its own rules (undecodable/truncated image, PNG bytes in a .jpg
-kept as `image_format_mismatch`, duplicate ids, votes with the wrong number of
-bins) to the same `Rejections`; `finish_build` then points those entries at the
-source file and line of their image as well (`"stage": "writer"`).
+- a text file that is UTF-16 (a byte-order mark FF FE / FE FF) or uses CR-only
+  line ends: a whole-input error naming the file (every "line" would otherwise be
+  one bad record);
+- a comments JSON object with a duplicate key: the first block is kept and the
+  later ones are rejected (`comment:duplicate_key`, one entry per block);
+- user names go through `features.normalize_id` (NFC, stripped); a user name with
+  a control character drops the comment (`comment:invalid_user_id`).
+
+The record rules themselves (ids, votes, ranges, all-or-nothing votes) live in
+`tfaesthetic.records.rules`, shared by the sources and the writer. The writer adds
+its image rules (`tfaesthetic.images`: truncated image, bytes after the end marker,
+pixel budget; undecodable image; PNG bytes in a .jpg kept as
+`image_format_mismatch`) to the same `Rejections`; `finish_build` then points those
+entries at the source file and line of their image as well (`"stage": "writer"`).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -42,7 +53,9 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from tfaesthetic import features
+from tfaesthetic import images as images_lib
 from tfaesthetic.records import reviews as reviews_lib
+from tfaesthetic.records import rules
 from tfaesthetic.records.rejections import Rejections
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -94,12 +107,32 @@ def has_letters(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
 
+def check_text_encoding(path: str, head: bytes, lines: bool = True) -> None:
+    """Raises `ValueError` naming `path` when its first bytes show UTF-16/32 or CR-only line ends.
+
+    Both would turn the whole file into bad records (one `invalid_json` per
+    "line") instead of a clear error.
+    """
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 4 and head[1:4:2] == b"\x00\x00" and head[0]):
+        raise ValueError(
+            f"{path} looks UTF-16 encoded (byte-order mark {head[:2].hex(' ')} or NUL bytes between characters); "
+            "save it as UTF-8."
+        )
+    if lines and b"\r" in head and b"\n" not in head and len(head.split(b"\r")) > 2:
+        raise ValueError(f"{path} uses CR-only line ends (no LF in its first {len(head)} bytes); convert them to LF.")
+
+
 def read_lines(path: str, rejections: Rejections, level: str = "line") -> Iterator[tuple]:
     """Yields `(line_number, text)` of a text file, 1-based, newline removed.
 
     Non-UTF-8 bytes are replaced (kept note `<level>:non_utf8_text` with the line).
+
+    Raises:
+        ValueError: the file is UTF-16 or uses CR-only line ends (`check_text_encoding`).
     """
     with open(path, "rb") as f:
+        check_text_encoding(path, f.read(1 << 16))
+        f.seek(0)
         for number, raw in enumerate(f, start=1):
             raw = raw.rstrip(b"\n").rstrip(b"\r")
             text, repaired = decode_bytes(raw)
@@ -116,6 +149,7 @@ def read_table(path: str, rejections: Rejections, *, delimiter: Optional[str] = 
     """
     with open(path, "rb") as f:
         data = f.read()
+    check_text_encoding(path, data[: 1 << 16], lines=False)  # csv reads CR-only line ends itself
     text, repaired = decode_bytes(data)
     if delimiter is None:
         first = text.split("\n", 1)[0]
@@ -129,7 +163,10 @@ def read_table(path: str, rejections: Rejections, *, delimiter: Optional[str] = 
 
 
 class UserIndex:
-    """Maps user names to dense indices (0-based, in order of first appearance)."""
+    """Maps user names to dense indices (0-based, in order of first appearance).
+
+    Names go through `features.normalize_id` (the rule serving applies to `user_id`).
+    """
 
     def __init__(self):
         self.names = []
@@ -139,7 +176,7 @@ class UserIndex:
         """Index of `name`; `features.UNKNOWN_USER` for None/empty (anonymous)."""
         if name is None:
             return features.UNKNOWN_USER
-        name = str(name).strip()
+        name = features.normalize_id(name)
         if not name:
             return features.UNKNOWN_USER
         if name not in self._index:
@@ -196,19 +233,37 @@ class CommentSource:
 
     def _read_json(self, path):
         with open(path, "rb") as f:
-            text, repaired = decode_bytes(f.read())
+            data = f.read()
+        check_text_encoding(path, data[: 1 << 16], lines=False)
+        text, repaired = decode_bytes(data)
         if repaired:
             self.rejections.keep("non_utf8_text", source=path, detail="bad bytes replaced in the JSON file", level="line")
         try:
-            obj = json.loads(text)
+            # Keep every (key, value) pair of the top-level object: json.loads would keep only the last of two equal keys.
+            obj = json.loads(text, object_pairs_hook=_Pairs)
         except json.JSONDecodeError as e:
             raise ValueError(f"Invalid JSON in comments file {path}: {e}") from None
-        if not isinstance(obj, dict):
+        if not isinstance(obj, _Pairs):
             raise ValueError(
                 f"Expected a JSON object mapping image id -> comments in {path}. Received: {type(obj).__name__}"
             )
         by_id = {}
-        for number, (image_id, items) in enumerate(obj.items(), start=1):
+        first_block = {}
+        for number, (image_id, items) in enumerate(obj, start=1):
+            items = _plain(items)
+            key = features.normalize_id(image_id)
+            if key in first_block:
+                self.rejections.reject(
+                    "duplicate_key",
+                    source=path,
+                    record=number,
+                    image_id=key,
+                    detail=f"the id is also key number {first_block[key]} of the object (kept); "
+                    f"{len(items) if isinstance(items, list) else 1} comment(s) of this block dropped",
+                    level="comment",
+                )
+                continue
+            first_block[key] = number
             if not isinstance(items, list):
                 self.rejections.reject(
                     "wrong_type",
@@ -219,7 +274,7 @@ class CommentSource:
                     level="comment",
                 )
                 continue
-            out = by_id.setdefault(str(image_id), [])
+            out = by_id.setdefault(key, [])
             for item in items:
                 if isinstance(item, str):
                     out.append(RawComment(item, None, path, number))
@@ -258,7 +313,8 @@ class CommentSource:
                 )
                 continue
             user = fields[user_col] if user_col is not None else None
-            by_id.setdefault(fields[id_col].strip(), []).append(RawComment(fields[text_col], user, path, number))
+            key = features.normalize_id(fields[id_col])
+            by_id.setdefault(key, []).append(RawComment(fields[text_col], user, path, number))
         return by_id
 
     def get(self, image_id: str) -> Optional[list]:
@@ -293,6 +349,22 @@ class CommentSource:
                     detail=f"{len(items)} comment(s) for an image id the source does not list",
                     level="comment",
                 )
+
+
+class _Pairs(list):
+    """A JSON object as its list of `(key, value)` pairs (duplicate keys kept)."""
+
+    def __init__(self, pairs):
+        super().__init__(pairs)
+
+
+def _plain(value):
+    """Turns nested `_Pairs` back into dicts (last key wins, as `json.loads` does) below the top level."""
+    if isinstance(value, _Pairs):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _column(header, names, path):
@@ -344,29 +416,30 @@ def make_comments(raw_comments, users: UserIndex, rejections: Rejections, image_
         user = raw.user
         if isinstance(user, str):
             user, _ = repair_text(user)
+            user = features.normalize_id(user)
         elif isinstance(user, int) and not isinstance(user, bool):
             user = str(user)
         else:  # None, or a user field of the wrong type: anonymous.
             user = None
+        if user:
+            detail = features.id_problem(user)
+            if detail is not None:
+                rejections.reject(
+                    "invalid_user_id", source=raw.source, record=raw.record, image_id=image_id, detail=detail,
+                    level="comment",
+                )
+                continue
+            if features.id_collision_key(user) != user:
+                rejections.keep(
+                    "zero_width_in_user_id", source=raw.source, record=raw.record, image_id=image_id,
+                    detail=f"user {user!r} holds zero-width/format characters", level="comment",
+                )
         out.append(features.Comment(text=text.strip(), user_index=users.index(user)))
     return out
 
 
-def votes_problem(votes, num_bins: int) -> Optional[tuple]:
-    """The vote rule a row breaks, as `(reason, detail)`; None when the row is usable.
-
-    One rule for every source and the writer: another number of values than
-    `num_bins` (`votes_wrong_num_bins`), a negative count (`invalid_votes`), all
-    counts zero (`no_votes`: the score distribution is undefined).
-    """
-    votes = [int(v) for v in votes]
-    if len(votes) != num_bins:
-        return "votes_wrong_num_bins", f"Expected {num_bins} score bins. Received: len(votes)={len(votes)}"
-    if any(v < 0 for v in votes):
-        return "invalid_votes", f"Expected counts >= 0. Received: votes={votes}"
-    if sum(votes) == 0:
-        return "no_votes", f"all vote counts are 0. Received: votes={votes}"
-    return None
+# The vote rule lives in `rules` (one rule for every source and the writer).
+votes_problem = rules.votes_problem
 
 
 def check_no_comments(record, drop_no_comments: bool, rejections: Rejections, source: str, number) -> bool:
@@ -408,14 +481,14 @@ def attach_comments(
     return check_no_comments(record, drop_no_comments, rejections, source, number)
 
 
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def file_loader(path: str) -> Callable[[], bytes]:
-    """A lazy loader of a file's bytes (the writer calls it when it needs them)."""
-
-    def load():
-        with open(path, "rb") as f:
-            return f.read()
-
-    return load
+    """A lazy loader of a file's bytes (the writer calls it when it needs them); picklable."""
+    return functools.partial(_read_file, path)
 
 
 def format_from_name(path: str) -> str:
@@ -516,6 +589,7 @@ def finish_build(
     command_line: str = "",
     extra_manifest: Optional[dict] = None,
     validate_images: bool = True,
+    max_pixels: Optional[int] = images_lib.DEFAULT_MAX_PIXELS,
 ) -> dict:
     """Stage 2: derives review ratings (seed 000 §4.1) and writes the records.
 
@@ -526,31 +600,39 @@ def finish_build(
     derivation = reviews_lib.derive_ratings(data.records, rules, rewrite=rewrite_reviews)
     extra = {"source_notes": data.notes, "review_derivation": derivation}
     extra.update(extra_manifest or {})
-    manifest = write_records_fn()(
-        out_dir,
-        data.records,
-        scale=data.scale,
-        users=data.users,
-        tags=data.tags,
-        source=data.source,
-        rejections=data.rejections,
-        num_shards=num_shards,
-        command_line=command_line or " ".join(shlex.quote(a) for a in sys.argv),
-        extra_manifest=extra,
-        validate_images=validate_images,
-    )
-    # The writer's entries (undecodable image, ...) know the image id and at most the
-    # record's position in the list it was given: point them at the source file and
-    # line of their image instead, and rewrite rejected.jsonl (not hashed).
+    try:
+        manifest = write_records_fn()(
+            out_dir,
+            data.records,
+            scale=data.scale,
+            users=data.users,
+            tags=data.tags,
+            source=data.source,
+            rejections=data.rejections,
+            num_shards=num_shards,
+            command_line=command_line or " ".join(shlex.quote(a) for a in sys.argv),
+            extra_manifest=extra,
+            validate_images=validate_images,
+            max_pixels=max_pixels,
+        )
+    finally:
+        # The writer's entries (undecodable image, ...) know the image id and at most the
+        # record's position in the list it was given: point them at the source file and
+        # line of their image instead (also when the build failed, for its message).
+        located = _locate_writer_entries(data)
+    if located:
+        data.rejections.write(os.path.join(out_dir, "rejected.jsonl"))  # not hashed
+    return manifest
+
+
+def _locate_writer_entries(data: SourceData) -> int:
     located = 0
     for entry in data.rejections.entries:
         if entry.get("source") == data.source and entry.get("image_id") in data.origin:
             entry["stage"] = "writer"
             entry["source"], entry["record"] = data.origin[entry["image_id"]]
             located += 1
-    if located:
-        data.rejections.write(os.path.join(out_dir, "rejected.jsonl"))
-    return manifest
+    return located
 
 
 def build(
@@ -563,6 +645,7 @@ def build(
     rewrite_reviews: bool = False,
     command_line: str = "",
     validate_images: bool = True,
+    max_pixels: Optional[int] = images_lib.DEFAULT_MAX_PIXELS,
     rejections: Optional[Rejections] = None,
     **read_kwargs,
 ) -> dict:
@@ -581,6 +664,7 @@ def build(
         rewrite_reviews: store type II reviews rewritten as the paper does.
         command_line: the command for the manifest (default: `sys.argv`).
         validate_images: decode every image once to reject bad ones.
+        max_pixels: pixel budget of one image, read from its header (None/0: none).
         rejections: the build's `Rejections` (a new one when None).
         **read_kwargs: the reader's own options (comments, splits, protocols).
 
@@ -596,6 +680,7 @@ def build(
         rewrite_reviews=rewrite_reviews,
         command_line=command_line,
         validate_images=validate_images,
+        max_pixels=max_pixels,
     )
 
 
@@ -617,6 +702,8 @@ def report(manifest: dict, out_dir: str, rejections: Rejections) -> str:
     lines.append(rejections.summary())
     if manifest.get("consistency") is not None:
         lines.append(f"Eq. 7 consistency of derived ratings with votes: {100 * manifest['consistency']:.2f}%")
+    elif manifest.get("has_votes"):
+        lines.append("Eq. 7 consistency of derived ratings with votes: n/a (no image has a derived rating)")
     lines.append(f"records: {os.path.abspath(out_dir)} (manifest.json, rejected.jsonl)")
     return "\n".join(lines)
 
@@ -652,6 +739,12 @@ def define_build_flags(flags, *, default_val_fraction: float = 0.05, default_tes
             "rewrite_reviews", False, "Store type II reviews as 'The photo is good/bad' (paper cleaning step)."
         ),
         "validate_images": flags.DEFINE_bool("validate_images", True, "Decode every image once to reject bad ones."),
+        "max_pixels": flags.DEFINE_integer(
+            "max_pixels", images_lib.DEFAULT_MAX_PIXELS,
+            "Pixel budget of one image (width x height, read from its header before decoding); "
+            "larger images are rejected (too_many_pixels). 0: no budget.",
+            lower_bound=0,
+        ),
     }
 
 
@@ -667,6 +760,7 @@ def build_kwargs_from_flags(holders: dict, rejections: Rejections) -> dict:
         "num_shards": holders["num_shards"].value,
         "rewrite_reviews": holders["rewrite_reviews"].value,
         "validate_images": holders["validate_images"].value,
+        "max_pixels": holders["max_pixels"].value,
         "rejections": rejections,
         "command_line": " ".join(sys.argv),
     }
@@ -694,6 +788,7 @@ def run_build(build: Callable[[Rejections], dict], out_dir: Optional[str]) -> in
     try:
         manifest = build(rejections)
     except (FileNotFoundError, NotADirectoryError, ValueError, UnicodeError) as e:
+        # Includes writer.EmptyBuildError (nothing would be written; the old records stay).
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(report(manifest, out_dir, rejections))

@@ -28,11 +28,16 @@ line number, reason):
 - `split` not train/val/test: rejected (`image:unknown_split`); lines without a
   split are split at random by the fractions;
 - `votes` of a length other than the number of bins: rejected
-  (`image:votes_wrong_num_bins`); negative counts: rejected
-  (`image:invalid_votes`); all zero: rejected (`image:no_votes`);
+  (`image:votes_wrong_num_bins`); negative counts or counts above 2**31 - 1
+  (`100000000000000000000`): rejected (`image:invalid_votes`); all zero:
+  rejected (`image:no_votes`);
 - votes are all or nothing: when some kept line has votes, a line without votes
   is rejected (`image:missing_votes`);
-- an id seen on an earlier kept line: rejected (`image:duplicate_id`);
+- an id with a control character (tab, newline, NUL): rejected
+  (`image:invalid_id`); ids are normalised (`features.normalize_id`: NFC,
+  surrounding whitespace stripped);
+- an id seen on an earlier kept line (also after normalisation, or differing
+  only by zero-width characters): rejected (`image:duplicate_id`);
 - `image_path` that does not exist: rejected (`image:missing_image_file`);
 - more than 2 tags: the first 2 are kept (kept note `image:extra_tags`);
 - a comment item that is neither a string nor an object with a string `text`:
@@ -53,6 +58,7 @@ from typing import Optional, Sequence
 
 from tfaesthetic import features
 from tfaesthetic.records import common
+from tfaesthetic.records import rules
 from tfaesthetic.records.rejections import Rejections
 
 MAX_TAGS = 2
@@ -91,7 +97,7 @@ def make_scale(
 def _as_id(value) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _LineError("wrong_type", f"Expected image_id as a string. Received: {type(value).__name__}")
-    text = str(value).strip()
+    text = features.normalize_id(value)
     if not text:
         raise _LineError("wrong_type", "Expected a non-empty image_id. Received: ''")
     return text
@@ -240,17 +246,17 @@ def read_jsonl(
 
     users = common.UserIndex()
     tag_index = {}
-    seen = set()
+    seen = rules.IdRegistry()
     kept = []
     for number, fields in parsed:
         image_id = fields["image_id"]
         try:
             votes = fields["votes"]
-            problem = None if votes is None else common.votes_problem(votes, scale.num_bins)
+            problem = None if votes is None else rules.votes_problem(votes, scale.num_bins)
+            if problem is None:
+                image_id, problem = seen.check(image_id)
             if problem is not None:
                 raise _LineError(*problem)
-            if image_id in seen:
-                raise _LineError("duplicate_id", "an earlier line with this id was kept")
             record = features.ImageRecord(image_id=image_id, votes=votes, split=fields["split"] or "")
             image_path = fields["image_path"]
             if image_path is not None and not common.attach_image_file(record, image_path, rejections, path, number):
@@ -264,18 +270,20 @@ def read_jsonl(
             detail = f"{type(e).__name__}: {e}"
             rejections.reject("unreadable_record", source=path, record=number, image_id=image_id, detail=detail)
             continue
-        seen.add(image_id)
+        if seen.add(image_id, number):
+            rejections.keep("zero_width_in_id", source=path, record=number, image_id=image_id, level="image")
         kept.append((number, record))
 
     # Votes are all or nothing; then the no-comment rule.
-    with_votes = any(r.votes is not None for _, r in kept)
+    kept = rules.drop_missing_votes(
+        kept,
+        lambda item: item[1].votes,
+        lambda item: rejections.reject(
+            "missing_votes", source=path, record=item[0], image_id=item[1].image_id, detail="other lines have votes"
+        ),
+    )
     records, origin = [], {}
     for number, record in kept:
-        if with_votes and record.votes is None:
-            rejections.reject(
-                "missing_votes", source=path, record=number, image_id=record.image_id, detail="other lines have votes"
-            )
-            continue
         if not common.check_no_comments(record, drop_no_comments, rejections, path, number):
             continue
         records.append(record)

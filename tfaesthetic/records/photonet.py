@@ -19,10 +19,13 @@ Rules for bad rows (besides the shared ones in `common`):
 - blank row: skipped, counted (`line:empty_line`);
 - not 8 or 9 fields, or a 9th field that is an integer (a vote row with 8 bins):
   rejected (`image:votes_wrong_num_bins`);
-- a vote field that is not an integer, or an empty id: rejected (`image:invalid_row`);
-- a negative count: rejected (`image:invalid_votes`); no vote: rejected
-  (`image:no_votes`);
-- an id seen before: rejected (`image:duplicate_id`, first row kept);
+- a vote field that is not a plain ASCII integer, or an empty id: rejected
+  (`image:invalid_row`); an id with a control character: rejected
+  (`image:invalid_id`); ids are normalised (`features.normalize_id`);
+- a negative count or one above 2**31 - 1: rejected (`image:invalid_votes`); no
+  vote: rejected (`image:no_votes`);
+- an id seen before (also after normalisation, or differing only by zero-width
+  characters): rejected (`image:duplicate_id`, first row kept);
 - more than 2 tags: the first two are kept (kept note `image:extra_tags`).
 """
 
@@ -33,6 +36,7 @@ from typing import Optional
 
 from tfaesthetic import features
 from tfaesthetic.records import common
+from tfaesthetic.records import rules
 from tfaesthetic.records.rejections import Rejections
 
 NUM_BINS = features.PHOTONET_SCALE.num_bins
@@ -79,7 +83,7 @@ def read_photonet(
     source_comments = common.CommentSource(comments, rejections) if comments else None
     users = common.UserIndex()
     tag_index = {}
-    records, origin, seen, ids_in_file = [], {}, set(), []
+    records, origin, seen, ids_in_file = [], {}, rules.IdRegistry(), []
     rows = common.read_table(scores_file, rejections)
     for position, (number, fields) in enumerate(rows):
         if not fields or not any(f.strip() for f in fields):
@@ -130,15 +134,11 @@ def read_photonet(
 
 
 def _is_int(text: str) -> bool:
-    try:
-        int(text.strip())
-        return True
-    except ValueError:
-        return False
+    return rules.parse_int(text) is not None
 
 
 def _parse_row(fields, number, path, seen, rejections, tag_index):
-    image_id = fields[0].strip()
+    image_id = features.normalize_id(fields[0])
     if len(fields) not in (NUM_BINS + 1, NUM_BINS + 2) or (len(fields) == NUM_BINS + 2 and _is_int(fields[-1])):
         rejections.reject(
             "votes_wrong_num_bins",
@@ -151,19 +151,24 @@ def _parse_row(fields, number, path, seen, rejections, tag_index):
     if not image_id:
         rejections.reject("invalid_row", source=path, record=number, detail="empty id")
         return None
-    try:
-        votes = [int(v.strip()) for v in fields[1 : NUM_BINS + 1]]
-    except ValueError:
-        rejections.reject("invalid_row", source=path, record=number, image_id=image_id, detail=f"fields {fields[1:8]}")
+    votes = [rules.parse_int(v) for v in fields[1 : NUM_BINS + 1]]
+    if any(v is None for v in votes):
+        rejections.reject(
+            "invalid_row",
+            source=path,
+            record=number,
+            image_id=image_id,
+            detail=f"Expected plain ASCII integer vote counts. Received: {fields[1:8]}",
+        )
         return None
-    problem = common.votes_problem(votes, NUM_BINS)
+    problem = rules.votes_problem(votes, NUM_BINS)
+    if problem is None:
+        image_id, problem = seen.check(image_id)
     if problem is not None:
         rejections.reject(problem[0], source=path, record=number, image_id=image_id, detail=problem[1])
         return None
-    if image_id in seen:
-        rejections.reject("duplicate_id", source=path, record=number, image_id=image_id, detail="first row kept")
-        return None
-    seen.add(image_id)
+    if seen.add(image_id, number):
+        rejections.keep("zero_width_in_id", source=path, record=number, image_id=image_id, level="image")
     names = []
     if len(fields) == NUM_BINS + 2:
         names = [t.strip() for t in fields[-1].split(TAG_SEPARATOR) if t.strip()]

@@ -4,8 +4,14 @@
 calls. Its rules for bad input (each one counted in `manifest.json["counts"]` and
 listed in `rejected.jsonl`):
 
-- duplicate `image_id`: the first occurrence is kept, later ones are rejected
-  (`duplicate_id`);
+- ids are normalised by `features.normalize_id` (NFC, surrounding whitespace
+  stripped); an id holding a control character (tab, newline, NUL) is rejected
+  (`invalid_id`); a duplicate `image_id` (also after normalisation, or differing
+  only by zero-width characters): the first occurrence is kept, later ones are
+  rejected (`duplicate_id`);
+- every stored integer is range-checked (`tfaesthetic.records.rules`): a vote
+  count above 2**31 - 1 is `invalid_votes`, a tag, challenge or comment field out
+  of range `invalid_value` -- one record rejected, never the build;
 - `split` not one of train/val/test: rejected (`unknown_split`);
 - `votes` with a number of values other than `scale.num_bins`, or negative counts:
   rejected (`votes_wrong_num_bins`, `invalid_votes`); votes that are all zero:
@@ -17,9 +23,13 @@ listed in `rejected.jsonl`):
   `tfaesthetic.config.validate` refuses MRACNN on records with `has_votes: false`;
 - image loader raising `FileNotFoundError`/`OSError`: rejected (`missing_image_file`);
   raising anything else: rejected (`unreadable_image`, the exception in `detail`);
+- the image rules of `tfaesthetic.images` (the ones the serving graph applies):
+  unknown magic bytes: rejected (`unknown_image_format`); a JPEG without its
+  FF D9 end marker or a PNG without IEND (`truncated_image`), or with bytes after
+  it (`bytes_after_end_marker`); more than `max_pixels` pixels (50 megapixels by
+  default) read from the header, before any decoding (`too_many_pixels`);
 - image bytes that `tf.io.decode_image` (the decoder the input pipeline uses)
-  cannot decode, including truncated files and empty files: rejected
-  (`undecodable_image`); unknown magic bytes: rejected (`unknown_image_format`);
+  cannot decode, including empty files: rejected (`undecodable_image`);
 - image whose bytes are another format than its name/`image_format` says (a PNG
   named `.jpg`): kept with the format detected from the bytes (kept note
   `image_format_mismatch`);
@@ -30,26 +40,47 @@ Image bytes are loaded lazily through `record.load_image` in two streaming passe
 (validate, then write), so only one image is held in memory at a time. Image indices
 are dense and assigned to the kept records: training images first (0..n_train-1),
 then validation, then test. The vocabulary is built from the training split only.
-Shards are written as `<split>-00000-of-0000N.tfrecord.tmp` and renamed when complete.
+
+Builds are all or nothing. A build is written into a staging directory beside
+`out_dir` (`<out_dir>.building-<pid>-<token>`), verified (every shard's record
+framing and count, sizes, every side file present) and only then switched in by
+renaming directories; files in `out_dir` that are not records (e.g. an image folder)
+are carried over. A build that fails or is killed at any point leaves the previous
+records exactly as they were; the next build removes the stale staging directory
+(or, when the kill hit the switch itself, restores the previous records) and says
+so. A build that would write no image fails (`EmptyBuildError`, the reason in the
+message) and changes nothing. The manifest is strict JSON (undefined figures are
+`null`, never NaN) and stores a fingerprint of every shard (`shard_fingerprints`:
+sha256 of its size, first and last 64 KiB) that the reader checks on open, so a
+shard of another build is named, not read.
+
+Fault hooks for tests: the environment variable `TFAESTHETIC_RECORDS_FAULT` set to
+`<stage>:<action>` (stage one of `FAULT_STAGES`, action `kill` = SIGKILL itself,
+`raise` = a `RuntimeError`, `exit` = `SimulatedKill`, which skips the clean-up
+like a kill) stops a build at that stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import re
+import secrets
+import shutil
+import signal
 from typing import Optional
 
 import tensorflow as tf
 
 from tfaesthetic import features
+from tfaesthetic import images as images_lib
 from tfaesthetic import text as text_lib
-from tfaesthetic.records import common
+from tfaesthetic.records import rules
 from tfaesthetic.records.rejections import Rejections
 
 MANIFEST = "manifest.json"
@@ -64,23 +95,36 @@ SHARD_PATTERN = re.compile(r"^(train|val|test)-(\d{5})-of-(\d{5})\.tfrecord$")
 # Comments tokenised per eager call.
 _TOKENIZE_BATCH = 4096
 
-_MAGIC = (
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-)
+# The signature table lives in `tfaesthetic.images` (shared with the serving graph).
+detect_format = images_lib.detect_format
+
+FAULT_ENV = "TFAESTHETIC_RECORDS_FAULT"
+FAULT_STAGES = ("shard", "after_shards", "before_manifest", "before_switch", "switch")
+_FINGERPRINT_BLOCK = 1 << 16
+# Staging directories of builds running in this process (never "stale").
+_ACTIVE = set()
 
 
-def detect_format(data: bytes) -> str:
-    """Returns "jpeg", "png", "gif", "bmp", "webp" from the magic bytes, or ""."""
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return ""
+class EmptyBuildError(ValueError):
+    """A build would write no image; nothing was changed (the message gives the reason)."""
+
+
+class SimulatedKill(BaseException):
+    """Raised by the `exit` fault action: stops a build without its clean-up, as SIGKILL would."""
+
+
+def _fault(stage: str) -> None:
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec:
+        return
+    want, _, action = spec.partition(":")
+    if want != stage:
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "exit":
+        raise SimulatedKill(stage)
+    raise RuntimeError(f"{FAULT_ENV}: simulated failure at stage {stage!r}")
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -93,6 +137,18 @@ def sha256_file(path: str) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def shard_fingerprint(path: str) -> str:
+    """sha256 of a shard's size, first and last 64 KiB: cheap to check on open, differs between builds."""
+    size = os.path.getsize(path) if not str(path).startswith(("gs://", "s3://")) else tf.io.gfile.stat(path).length
+    h = hashlib.sha256(size.to_bytes(8, "little"))
+    with tf.io.gfile.GFile(path, "rb") as f:
+        h.update(f.read(_FINGERPRINT_BLOCK))
+        if size > _FINGERPRINT_BLOCK:
+            f.seek(max(_FINGERPRINT_BLOCK, size - _FINGERPRINT_BLOCK))
+            h.update(f.read(_FINGERPRINT_BLOCK))
     return h.hexdigest()
 
 
@@ -125,7 +181,7 @@ def _text_bytes(value, record, rejections, source):
     return str(value).encode("utf-8", errors="replace")
 
 
-def _check_image(record, validate_images, rejections, source) -> Optional[str]:
+def _check_image(record, validate_images, rejections, source, max_pixels=images_lib.DEFAULT_MAX_PIXELS) -> Optional[str]:
     """Loads and validates the image; returns its detected format or None (rejected)."""
     try:
         data = _load_bytes(record)
@@ -145,6 +201,11 @@ def _check_image(record, validate_images, rejections, source) -> Optional[str]:
         rejections.reject(
             "unknown_image_format", source=source, image_id=record.image_id, detail=f"first bytes {data[:8]!r}"
         )
+        return None
+    # The serving graph's rules (tfaesthetic.images), before any decoding.
+    problem = images_lib.structure_problem(data, fmt) or images_lib.pixel_problem(data, max_pixels, fmt)
+    if problem is not None:
+        rejections.reject(problem[0], source=source, image_id=record.image_id, detail=problem[1])
         return None
     if validate_images:
         try:
@@ -175,10 +236,198 @@ def _split_num_shards(num_shards, split, count) -> int:
     return max(1, min(n, count))
 
 
-def _remove_stale_outputs(out_dir):
-    for path in glob.glob(os.path.join(out_dir, "*.tfrecord")) + glob.glob(os.path.join(out_dir, "*.tfrecord.tmp")):
-        if SHARD_PATTERN.match(os.path.basename(path)) or path.endswith(".tmp"):
-            os.remove(path)
+# --- staging, switch and recovery ---------------------------------------------------
+
+_SIDE_FILES = (VOCAB_FILE, USERS_FILE, IMAGES_FILE, TAGS_FILE, REJECTED_FILE)
+
+
+def is_records_file(name: str) -> bool:
+    """True for the names a build writes (shards, manifest, side files, their `.tmp`)."""
+    if name.endswith(".tmp"):
+        name = name[: -len(".tmp")]
+    return name == MANIFEST or name in _SIDE_FILES or bool(SHARD_PATTERN.match(name))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _carry_foreign(src_dir: str, dst_dir: str) -> None:
+    """Moves the entries of `src_dir` that are not records files into `dst_dir` (user files survive a switch)."""
+    for name in sorted(os.listdir(src_dir)):
+        if not is_records_file(name) and not os.path.lexists(os.path.join(dst_dir, name)):
+            os.rename(os.path.join(src_dir, name), os.path.join(dst_dir, name))
+
+
+def recover_interrupted_build(out_dir: str) -> list:
+    """Cleans up after a build of `out_dir` that was killed; returns what was done, one message each.
+
+    Left-overs beside `out_dir` of a process that is gone:
+
+    - `<out_dir>.building-*`: a build killed before its switch; removed, the
+      records in `out_dir` were never touched by it;
+    - `<out_dir>.switching-*-<build_id>`: a build killed during its switch. When
+      `out_dir` now holds that build, the switch happened and only its clean-up is
+      finished (user files carried over, the previous records deleted); otherwise it
+      is removed like a staging directory;
+    - `<out_dir>.previous-*` (platforms without an atomic directory exchange): the
+      previous records, renamed back when `out_dir` is missing, else deleted after
+      carrying user files over.
+    """
+    out_dir = os.path.abspath(str(out_dir))
+    parent, base = os.path.split(out_dir)
+    if not os.path.isdir(parent):
+        return []
+    pattern = re.compile(re.escape(base) + r"\.(previous|switching|building)-(\d+)-([0-9a-f]+)(?:-([0-9a-f]+))?")
+    order = {"previous": 0, "switching": 1, "building": 2}
+    found = []
+    for name in os.listdir(parent):
+        m = pattern.fullmatch(name)
+        if not m:
+            continue
+        path = os.path.join(parent, name)
+        pid = int(m.group(2))
+        if path in _ACTIVE or (pid != os.getpid() and _pid_alive(pid)):
+            continue  # a build still running
+        found.append((order[m.group(1)], name, m.group(1), path, pid, m.group(4)))
+    messages = []
+    for _, name, kind, path, pid, build_id in sorted(found):
+        if kind == "previous" and not os.path.lexists(out_dir):
+            os.rename(path, out_dir)
+            messages.append(
+                f"A records build (pid {pid}) was killed while switching to its new records: "
+                f"restored the previous records of {out_dir} from {path}."
+            )
+            continue
+        switched = kind == "previous" or (kind == "switching" and _build_id_of(out_dir) == build_id)
+        if os.path.isdir(out_dir):
+            _carry_foreign(path, out_dir)  # user files, if the kill hit after an exchange
+        shutil.rmtree(path, ignore_errors=True)
+        if switched:
+            messages.append(
+                f"A records build (pid {pid}) was killed right after switching to its new records: "
+                f"finished its clean-up (removed {path}); the records in {out_dir} are that build's."
+            )
+        else:
+            messages.append(
+                f"Removed the incomplete records build {path} left by an interrupted run (pid {pid}); "
+                f"the records in {out_dir} were not changed by it."
+            )
+    for message in messages:
+        logging.warning("%s", message)
+    return messages
+
+
+def _build_id_of(records_dir: str) -> Optional[str]:
+    try:
+        with open(os.path.join(records_dir, MANIFEST), encoding="utf-8") as f:
+            return json.load(f).get("build_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swaps two directories (Linux `renameat2(RENAME_EXCHANGE)`); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (38, 22, 95):  # ENOSYS, EINVAL (file system without exchange), EOPNOTSUPP
+        return False
+    if errno == 18:  # EXDEV
+        raise OSError(errno, f"{os.strerror(errno)}: out_dir {b} is a mount point; build into a folder inside it")
+    raise OSError(errno, os.strerror(errno), a)
+
+
+def _switch(staging: str, out_dir: str, token: str, build_id: str) -> None:
+    """Puts the verified build `staging` at `out_dir`, atomically where the OS can; user files carried over."""
+    if not os.path.lexists(out_dir):
+        _fault("switch")
+        os.rename(staging, out_dir)
+        return
+    switching = f"{out_dir}.switching-{token}-{build_id}"
+    os.rename(staging, switching)
+    _ACTIVE.add(switching)
+    try:
+        if _exchange(switching, out_dir):
+            old = switching  # now holds the previous records
+        else:
+            old = f"{out_dir}.previous-{token}"
+            os.rename(out_dir, old)
+            os.rename(switching, out_dir)
+        _fault("switch")
+        _carry_foreign(old, out_dir)
+        shutil.rmtree(old)
+    finally:
+        _ACTIVE.discard(switching)
+
+
+def _verify_staged(staging: str, manifest: dict, expected_counts: dict) -> None:
+    """Re-reads what was staged: every shard's framing and record count, sizes, side files, the manifest."""
+    from tfaesthetic.data import reader  # reader imports this module
+
+    files = manifest["files"]
+    for name, expected in expected_counts.items():
+        path = os.path.join(staging, name)
+        count = reader._check_framing(path)
+        if count != expected or os.path.getsize(path) != files["shard_bytes"][name]:
+            raise RuntimeError(
+                f"Verification of the new build failed: {path} holds {count} records, {expected} were written. "
+                "The previous records were left unchanged."
+            )
+    for name in _SIDE_FILES:
+        if not os.path.isfile(os.path.join(staging, name)):
+            raise RuntimeError(f"Verification of the new build failed: {name} is missing in {staging}.")
+    if read_manifest(staging).get("build_id") != manifest["build_id"]:
+        raise RuntimeError(f"Verification of the new build failed: {MANIFEST} in {staging} does not read back.")
+
+
+def _strict_json(value):
+    """`value` with NaN/inf floats replaced by None (the manifest is strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
+def _empty_build_reason(rejections: Rejections, num_records: int) -> str:
+    image_reasons = {k: v for k, v in rejections.rejected.items() if k.startswith("image:")}
+    lines = {k: v for k, v in rejections.rejected.items() if k.startswith("line:")}
+    if not image_reasons and not lines and num_records == 0:
+        return "the source holds no records"
+    if set(image_reasons) == {"image:invalid_json"}:
+        return (
+            f"every line was invalid JSON ({image_reasons['image:invalid_json']} lines): "
+            "is the file UTF-8 (not UTF-16) with LF line ends?"
+        )
+    if not image_reasons:
+        return f"every line was skipped ({', '.join(f'{k}={v}' for k, v in sorted(lines.items()))})"
+    top = ", ".join(f"{k}={v}" for k, v in sorted(image_reasons.items(), key=lambda kv: -kv[1])[:5])
+    first = next((e for e in rejections.entries if e["action"] == "rejected" and e["level"] == "image"), None)
+    where = ""
+    if first is not None:
+        where = f"; first: {first.get('source', '')}:{first.get('record', '?')} {first['reason']} {first.get('detail', '')}"
+    return f"every record was rejected ({top}){where}"
 
 
 def write_records(
@@ -196,12 +445,15 @@ def write_records(
     validate_images: bool = True,
     vocab_min_count: int = 1,
     vocab_max_size: Optional[int] = None,
+    max_pixels: Optional[int] = images_lib.DEFAULT_MAX_PIXELS,
 ) -> dict:
-    """Writes records, vocabulary, id maps, rejections and the manifest.
+    """Writes records, vocabulary, id maps, rejections and the manifest, all or nothing.
 
     Args:
-        out_dir: output directory (created; old shards in it are removed).
-        records: the `ImageRecord`s; `image_index` is (re)assigned here.
+        out_dir: output directory. The new build replaces the records in it only
+            once complete and verified; other files in it are kept.
+        records: the `ImageRecord`s; `image_index` is (re)assigned here and
+            `image_id` normalised (`features.normalize_id`).
         scale: the score scale (number of bins, bin values, threshold).
         users: user ids; `Comment.user_index` indexes this list.
         tags: tag names; `ImageRecord.tags` index this list.
@@ -215,61 +467,76 @@ def write_records(
         validate_images: decode every image once with `tf.io.decode_image`.
         vocab_min_count: keep training words seen at least this many times.
         vocab_max_size: keep at most this many words (None: all).
+        max_pixels: pixel budget of one image, read from its header before
+            decoding (`too_many_pixels` above it); None or 0: no budget.
 
     Returns:
         The manifest dict (also written to `out_dir/manifest.json`).
+
+    Raises:
+        EmptyBuildError: no image would be written (the records in `out_dir`
+            are left as they were).
+        ValueError: bad arguments (num_shards, a user name with a control
+            character or two equal after normalisation).
     """
-    os.makedirs(out_dir, exist_ok=True)
-    _remove_stale_outputs(out_dir)
+    out_dir = os.path.abspath(str(out_dir))
+    if os.path.islink(out_dir):
+        out_dir = os.path.realpath(out_dir)  # switch the directory the link points to, keep the link
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"Expected out_dir to be a directory. Received: out_dir={out_dir!r} is a file")
+    cwd = os.path.realpath(os.getcwd())
+    if os.path.exists(out_dir) and (cwd + os.sep).startswith(os.path.realpath(out_dir) + os.sep):
+        raise ValueError(
+            f"out_dir must not be the current directory or hold it (the build replaces it). Received: out_dir={out_dir!r}"
+        )
+    recover_interrupted_build(out_dir)
     extra_manifest = dict(extra_manifest or {})
+    users = [features.normalize_id(u) for u in users]
+    for i, user in enumerate(users):
+        detail = features.id_problem(user)
+        if detail is not None:
+            raise ValueError(f"Expected user names without control characters. Received: users[{i}]: {detail}")
+    if len(set(users)) != len(users):
+        raise ValueError("Expected distinct user names (after Unicode NFC normalisation and stripping).")
 
     # Pass 1: structural checks, image loading/validation; no bytes are kept.
-    seen = set()
+    ids = rules.IdRegistry()
     kept = {split: [] for split in features.SPLITS}
     formats = {}
     for position, record in enumerate(records):
-        if record.image_id in seen:
-            rejections.reject("duplicate_id", source=source, record=position + 1, image_id=record.image_id)
-            continue
-        seen.add(record.image_id)
-        if record.split not in features.SPLITS:
-            rejections.reject(
-                "unknown_split",
-                source=source,
-                record=position + 1,
-                image_id=record.image_id,
-                detail=f"Expected one of {features.SPLITS}. Received: split={record.split!r}",
-            )
-            continue
-        problem = None if record.votes is None else common.votes_problem(record.votes, scale.num_bins)
+        image_id, problem = ids.check(record.image_id)
+        if problem is None:
+            problem = rules.record_problem(record, scale.num_bins)
         if problem is not None:
             reason, detail = problem
-            rejections.reject(reason, source=source, record=position + 1, image_id=record.image_id, detail=detail)
+            rejections.reject(reason, source=source, record=position + 1, image_id=image_id, detail=detail)
             continue
+        record.image_id = image_id
+        ids.add(image_id, position + 1)  # (the sources note zero-width characters in ids)
         if _has_image(record):
-            fmt = _check_image(record, validate_images, rejections, source)
+            fmt = _check_image(record, validate_images, rejections, source, max_pixels)
             if fmt is None:
                 continue
             formats[record.image_id] = fmt
         kept[record.split].append((position, record))
 
     # Votes are all or nothing (a record without votes would train MRACNN on zeros).
-    any_votes = any(r.votes is not None for split in features.SPLITS for _, r in kept[split])
+    everything = [item for split in features.SPLITS for item in kept[split]]
+    def _reject_missing(item):
+        position, record = item
+        rejections.reject(
+            "missing_votes", source=source, record=position + 1, image_id=record.image_id,
+            detail="other records have votes",
+        )
+    staying = {id(item[1]) for item in rules.drop_missing_votes(everything, lambda it: it[1].votes, _reject_missing)}
     for split in features.SPLITS:
-        with_votes = []
-        for position, record in kept[split]:
-            if any_votes and record.votes is None:
-                rejections.reject(
-                    "missing_votes",
-                    source=source,
-                    record=position + 1,
-                    image_id=record.image_id,
-                    detail="other records have votes",
-                )
-                continue
-            with_votes.append(record)
-        kept[split] = with_votes
+        kept[split] = [r for _, r in kept[split] if id(r) in staying]
     ordered = [r for split in features.SPLITS for r in kept[split]]
+    if not ordered:
+        raise EmptyBuildError(
+            f"No image to write to {out_dir}, nothing was changed there: "
+            f"{_empty_build_reason(rejections, len(records))}"
+        )
     for index, record in enumerate(ordered):
         record.image_index = index
     num_with_images = sum(1 for r in ordered if r.image_id in formats)
@@ -301,8 +568,35 @@ def write_records(
 
     vocabulary = text_lib.Vocabulary.build(_train_words(), min_count=vocab_min_count, max_size=vocab_max_size)
 
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    staging = f"{out_dir}.building-{token}"
+    os.makedirs(os.path.dirname(staging), exist_ok=True)
+    os.mkdir(staging)
+    _ACTIVE.add(staging)
+    try:
+        manifest = _write_build(
+            staging, kept, ordered, formats, vocabulary, users, tags, scale, source, rejections, num_shards,
+            command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images,
+        )
+        _fault("before_switch")
+        _switch(staging, out_dir, token, manifest["build_id"])
+    except SimulatedKill:
+        raise  # leaves the staging directory behind, as a kill would
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        _ACTIVE.discard(staging)
+    return manifest
+
+
+def _write_build(
+    staging, kept, ordered, formats, vocabulary, users, tags, scale, source, rejections, num_shards,
+    command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images,
+) -> dict:
+    """Writes a complete build into the (new, empty) directory `staging` and verifies it."""
     # Pass 2: shards.
-    shard_files = {}
+    shard_files, fingerprints, expected_counts = {}, {}, {}
     reviews = {}
     comments_written = {}
     for split in features.SPLITS:
@@ -313,22 +607,25 @@ def write_records(
         for shard in range(n_shards):
             lo, hi = shard * len(recs) // n_shards, (shard + 1) * len(recs) // n_shards
             name = shard_name(split, shard, n_shards)
-            path = os.path.join(out_dir, name)
+            path = os.path.join(staging, name)
             _write_shard(path, recs[lo:hi], formats, vocabulary, rejections, source)
             shard_files[name] = sha256_file(path)
+            fingerprints[name] = shard_fingerprint(path)
+            expected_counts[name] = hi - lo
+    _fault("after_shards")
 
     # Vocabulary, id maps, rejections.
-    vocabulary.write(os.path.join(out_dir, VOCAB_FILE))
-    with open(os.path.join(out_dir, USERS_FILE), "w", encoding="utf-8", newline="\n") as f:
+    vocabulary.write(os.path.join(staging, VOCAB_FILE))
+    with open(os.path.join(staging, USERS_FILE), "w", encoding="utf-8", newline="\n") as f:
         for i, user in enumerate(users):
             f.write(f"{i}\t{_clean_field(user)}\n")
-    with open(os.path.join(out_dir, IMAGES_FILE), "w", encoding="utf-8", newline="\n") as f:
+    with open(os.path.join(staging, IMAGES_FILE), "w", encoding="utf-8", newline="\n") as f:
         for r in ordered:
             f.write(f"{r.image_index}\t{_clean_field(r.image_id)}\t{r.split}\n")
-    with open(os.path.join(out_dir, TAGS_FILE), "w", encoding="utf-8", newline="\n") as f:
+    with open(os.path.join(staging, TAGS_FILE), "w", encoding="utf-8", newline="\n") as f:
         for i, tag in enumerate(tags):
             f.write(f"{i}\t{_clean_field(tag)}\n")
-    rejections.write(os.path.join(out_dir, REJECTED_FILE))
+    rejections.write(os.path.join(staging, REJECTED_FILE))
 
     consistency = extra_manifest.pop("consistency", None)
     if consistency is None:
@@ -340,6 +637,7 @@ def write_records(
         "comments": comments_written,
         "images_with_bytes": num_with_images,
     }
+    build_id = hashlib.sha256(json.dumps(shard_files, sort_keys=True).encode()).hexdigest()[:16]
     manifest = dict(extra_manifest)
     manifest.update(
         {
@@ -347,6 +645,7 @@ def write_records(
             "source": source,
             "command_line": command_line,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "build_id": build_id,
             "splits": {s: len(kept[s]) for s in features.SPLITS},
             "reviews": reviews,
             "score_scale": scale.to_json(),
@@ -356,12 +655,13 @@ def write_records(
             "num_train_images": len(kept["train"]),
             "vocab_size": vocabulary.size,
             "files": {
-                VOCAB_FILE: sha256_file(os.path.join(out_dir, VOCAB_FILE)),
-                USERS_FILE: sha256_file(os.path.join(out_dir, USERS_FILE)),
-                IMAGES_FILE: sha256_file(os.path.join(out_dir, IMAGES_FILE)),
-                TAGS_FILE: sha256_file(os.path.join(out_dir, TAGS_FILE)),
+                VOCAB_FILE: sha256_file(os.path.join(staging, VOCAB_FILE)),
+                USERS_FILE: sha256_file(os.path.join(staging, USERS_FILE)),
+                IMAGES_FILE: sha256_file(os.path.join(staging, IMAGES_FILE)),
+                TAGS_FILE: sha256_file(os.path.join(staging, TAGS_FILE)),
                 "shards": shard_files,
-                "shard_bytes": {name: os.path.getsize(os.path.join(out_dir, name)) for name in shard_files},
+                "shard_bytes": {name: os.path.getsize(os.path.join(staging, name)) for name in shard_files},
+                "shard_fingerprints": fingerprints,
             },
             "counts": counts,
             "consistency": consistency,
@@ -370,11 +670,14 @@ def write_records(
             "images_with_votes": images_with_votes,
         }
     )
-    tmp = os.path.join(out_dir, MANIFEST + ".tmp")
+    manifest = _strict_json(manifest)
+    _fault("before_manifest")
+    tmp = os.path.join(staging, MANIFEST + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
+        json.dump(manifest, f, indent=2, ensure_ascii=False, allow_nan=False)
         f.write("\n")
-    os.replace(tmp, os.path.join(out_dir, MANIFEST))
+    os.replace(tmp, os.path.join(staging, MANIFEST))
+    _verify_staged(staging, manifest, expected_counts)
     return manifest
 
 
@@ -419,6 +722,9 @@ def _write_shard(path, records, formats, vocabulary, rejections, source):
                         r = dataclasses.replace(r, image_format=formats[r.image_id])
                     example = features.to_example(r, token_rows, image_bytes)
                     writer.write(example.SerializeToString())
+                    if FAULT_ENV in os.environ:
+                        writer.flush()
+                        _fault("shard")
                 block, block_comments = [], 0
         os.replace(tmp, path)
     finally:
@@ -442,7 +748,7 @@ def _consistency(records, scale):
     except Exception as e:  # A bug there must not lose a records build.
         logging.warning("consistency (Eq. 7) failed: %s", e)
         return None
-    return None if value is None else float(value)
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def read_manifest(records_dir) -> dict:
@@ -454,7 +760,11 @@ def read_manifest(records_dir) -> dict:
     """
     path = os.path.join(str(records_dir), MANIFEST)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No {MANIFEST} in records directory {records_dir!r} (looked for {path}).")
+        hint = ""
+        parent, base = os.path.split(os.path.abspath(str(records_dir)))
+        if os.path.isdir(parent) and any(n.startswith(base + ".previous-") for n in os.listdir(parent)):
+            hint = " A records build was killed while switching builds; run the builder again to restore or finish it."
+        raise FileNotFoundError(f"No {MANIFEST} in records directory {records_dir!r} (looked for {path}).{hint}")
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
