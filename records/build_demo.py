@@ -15,6 +15,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "Random seed; the same flags give the sa
 
 def main(argv):
     del argv
+    from tfaesthetic import console
+
+    console.setup_build_cli()  # quiet TensorFlow start-up, progress of long builds
     from tfaesthetic.records import demo
 
     manifest = demo.build_demo(

@@ -2,9 +2,9 @@
 
 - `quiet_startup()` runs first in every CLI's `main`, before TensorFlow is
   imported. It sets TensorFlow's C++ log level (`TF_CPP_MIN_LOG_LEVEL=2`, unless
-  the user set it), keeps TensorFlow's Python loggers ("tensorflow" and "absl",
-  which TensorFlow's saving code uses) at WARNING (their INFO lines about signature
-  renaming, sharding callbacks and fingerprints go; our modules' INFO lines stay), and imports
+  the user set it), sets absl's verbosity (and TensorFlow's Python logger) to
+  WARNING (the INFO lines of TensorFlow's saving code about signature renaming,
+  sharding callbacks and fingerprints go; warnings and errors stay), and imports
   TensorFlow once with its start-up banner held back: lines that TensorFlow's
   CUDA stubs and CPU checks print through absl's C++ logging before anyone can
   set a level (`Could not find cuda drivers`, `cuInit: UNKNOWN ERROR (303)`,
@@ -80,10 +80,16 @@ def quiet_startup() -> bool:
     import tensorflow as tf
 
     tf.get_logger().setLevel(logging.WARNING)
-    # TensorFlow's saving code logs through absl (logger "absl"): INFO lines about
-    # renamed signature inputs, sharding callbacks and fingerprints. Our own modules
-    # log through their own (root) loggers and keep INFO.
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    # TensorFlow's saving code logs through absl: INFO lines about renamed signature
+    # inputs, sharding callbacks and fingerprints. absl's own verbosity (what
+    # --verbosity sets; TensorFlow saves and restores it around some calls) goes to
+    # WARNING; --verbosity=0 brings INFO back.
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    except Exception:  # noqa: BLE001  (absl flags not parsed: the level stays)
+        pass
     return True
 
 
@@ -107,10 +113,14 @@ def _import_tensorflow_without_banner() -> None:
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
-            text = capture.read().decode("utf-8", "replace")
-            kept = [line for line in text.splitlines() if line.strip() and not STARTUP_NOISE.search(line)]
+            kept = startup_lines_to_keep(capture.read().decode("utf-8", "replace"))
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+
+
+def startup_lines_to_keep(text: str) -> list:
+    """The lines of TensorFlow's import output that are not `STARTUP_NOISE`."""
+    return [line for line in text.splitlines() if line.strip() and not STARTUP_NOISE.search(line)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,3 +297,11 @@ def _data_loss_message(e) -> str:
         where = ""
     return (f"Corrupt records{where}: {head}. Rebuild the records (or restore the shard) and check them with "
             "tfaesthetic.data.validate_shards(records_dir, full=True).")
+
+
+def setup_build_cli() -> None:
+    """The records builders' start: quiet TensorFlow, progress of image checks and shard writes."""
+    quiet_startup()
+    from tfaesthetic.records import writer
+
+    writer.progress_factory = lambda total, label: Progress(total, label, unit="image")

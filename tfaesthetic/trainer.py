@@ -44,6 +44,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -852,12 +853,14 @@ def _check_param_values(config, manifest) -> None:
     )
     if config.runtime.num_logical_cpu_devices > 1:
         configure_logical_devices(config.runtime.num_logical_cpu_devices)
-    given = " ".join(f"--param={k}={json.dumps(v)}" for k, v in config.model.params.items())
     try:
         make_task(probe, manifest).build_model()
     except (ValueError, TypeError) as e:
         reason = " ".join(str(e).split())
-        raise config_lib.ConfigError(f"Invalid model hyperparameters ({given}): {reason}") from None
+        params = config.model.params
+        named = [k for k in params if re.search(rf"\b{re.escape(k)}\b", reason)] or list(params)
+        given = " ".join(f"--param={k}={json.dumps(params[k])}" for k in named)
+        raise config_lib.ConfigError(f"Invalid model hyperparameter {given}: {reason}") from None
 
 
 def compile_model(model, task: Task, config: config_lib.ExperimentConfig) -> None:

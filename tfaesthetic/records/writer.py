@@ -181,6 +181,23 @@ def _remove_stale_outputs(out_dir):
             os.remove(path)
 
 
+#: Progress of long builds (set by the records CLIs): None, or `fn(total, label)`
+#: returning an object with `update(n)` and `close()`, e.g. `tfaesthetic.console.Progress`.
+progress_factory = None
+
+
+class _NoProgress:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, label):
+    return progress_factory(total, label) if progress_factory is not None else _NoProgress()
+
+
 def write_records(
     out_dir,
     records: list,
@@ -227,7 +244,9 @@ def write_records(
     seen = set()
     kept = {split: [] for split in features.SPLITS}
     formats = {}
+    checking = _progress(len(records), "records: checking images")
     for position, record in enumerate(records):
+        checking.update(1)
         if record.image_id in seen:
             rejections.reject("duplicate_id", source=source, record=position + 1, image_id=record.image_id)
             continue
@@ -252,6 +271,7 @@ def write_records(
                 continue
             formats[record.image_id] = fmt
         kept[record.split].append((position, record))
+    checking.close()
 
     # Votes are all or nothing (a record without votes would train MRACNN on zeros).
     any_votes = any(r.votes is not None for split in features.SPLITS for _, r in kept[split])
@@ -305,6 +325,7 @@ def write_records(
     shard_files = {}
     reviews = {}
     comments_written = {}
+    writing = _progress(sum(len(kept[s]) for s in features.SPLITS), "records: writing shards")
     for split in features.SPLITS:
         recs = kept[split]
         n_shards = _split_num_shards(num_shards, split, len(recs))
@@ -316,6 +337,8 @@ def write_records(
             path = os.path.join(out_dir, name)
             _write_shard(path, recs[lo:hi], formats, vocabulary, rejections, source)
             shard_files[name] = sha256_file(path)
+            writing.update(hi - lo)
+    writing.close()
 
     # Vocabulary, id maps, rejections.
     vocabulary.write(os.path.join(out_dir, VOCAB_FILE))
