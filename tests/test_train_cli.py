@@ -170,7 +170,7 @@ def test_run_report_files_open_with_expected_sizes(no_flag_run):
 
 @pytest.mark.slow
 def test_export_version_taken_meanwhile_goes_to_the_next(no_flag_run, monkeypatch):
-    """Two exporters that both saw version 1 as free: the second lands in 2, no OSError."""
+    """Another exporter takes our version while we write: we land in the next one, no OSError."""
     import keras
 
     import tfaesthetic.models  # noqa: F401
@@ -179,14 +179,20 @@ def test_export_version_taken_meanwhile_goes_to_the_next(no_flag_run, monkeypatc
     tmp_path = no_flag_run["tmp_path"]
     run_dir = glob.glob(str(tmp_path / "runs" / "demo-*"))[0]
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
-    base = os.path.join(run_dir, "export")
-    monkeypatch.setattr(export, "_next_version", lambda model_dir: 1)  # stale view: 1 looks free
-    path = export.export_model(model, str(tmp_path / "demo_records_tiny"), base, model_name="mracnn")
-    assert path == os.path.join(base, "mracnn", "2")
-    sidecar = json.loads(open(os.path.join(path, export.SIDECAR)).read())
-    assert sidecar["version"] == 2
-    assert os.path.exists(os.path.join(base, "mracnn", "1", "saved_model.pb"))  # the other export is intact
-    assert not [d for d in os.listdir(os.path.join(base, "mracnn")) if d.startswith(".tmp")]
+    model_dir = os.path.join(run_dir, "export", "mracnn")
+    write_out = keras.export.ExportArchive.write_out
+
+    def write_out_while_another_exporter_takes_version_2(self, path, **kwargs):
+        write_out(self, path, **kwargs)
+        os.makedirs(os.path.join(model_dir, "2"))
+        open(os.path.join(model_dir, "2", "saved_model.pb"), "wb").close()  # the competitor's, complete
+
+    monkeypatch.setattr(keras.export.ExportArchive, "write_out", write_out_while_another_exporter_takes_version_2)
+    path = export.export_model(model, str(tmp_path / "demo_records_tiny"), os.path.dirname(model_dir), model_name="mracnn")
+    assert path == os.path.join(model_dir, "3")
+    assert json.loads(open(os.path.join(path, export.SIDECAR)).read())["version"] == 3
+    assert os.listdir(os.path.join(model_dir, "2")) == ["saved_model.pb"]  # the other export is untouched
+    assert not [d for d in os.listdir(model_dir) if d.startswith(".tmp")]
 
 
 def _fake_records(tmp_path, **changes):
