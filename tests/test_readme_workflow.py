@@ -63,6 +63,9 @@ def test_readme_real_data_workflow_runs_as_written(tmp_path):
                  "saved_model.load", "tfaesthetic.predict"):
         assert step in rest, step
     _tiny_jsonl(tmp_path)
+    # The block runs from a checkout (records/build_jsonl.py); its outputs must stay in tmp_path.
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "build_jsonl.py").symlink_to(ROOT / "records" / "build_jsonl.py")
     rng = np.random.default_rng(1)
     (tmp_path / "vectors.txt").write_text(
         "".join(w + " " + " ".join(f"{v:.4f}" for v in rng.normal(size=8)) + "\n" for w in WORDS), encoding="utf-8"

@@ -180,14 +180,15 @@ def test_export_version_taken_meanwhile_goes_to_the_next(no_flag_run, monkeypatc
     run_dir = glob.glob(str(tmp_path / "runs" / "demo-*"))[0]
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     model_dir = os.path.join(run_dir, "export", "mracnn")
-    write_out = keras.export.ExportArchive.write_out
+    rename = os.rename
 
-    def write_out_while_another_exporter_takes_version_2(self, path, **kwargs):
-        write_out(self, path, **kwargs)
-        os.makedirs(os.path.join(model_dir, "2"))
-        open(os.path.join(model_dir, "2", "saved_model.pb"), "wb").close()  # the competitor's, complete
+    def another_exporter_renames_version_2_first(src, dst):
+        if not os.path.exists(os.path.join(model_dir, "2")):
+            os.makedirs(os.path.join(model_dir, "2"))
+            open(os.path.join(model_dir, "2", "saved_model.pb"), "wb").close()  # the competitor's, complete
+        return rename(src, dst)
 
-    monkeypatch.setattr(keras.export.ExportArchive, "write_out", write_out_while_another_exporter_takes_version_2)
+    monkeypatch.setattr(os, "rename", another_exporter_renames_version_2_first)
     path = export.export_model(model, str(tmp_path / "demo_records_tiny"), os.path.dirname(model_dir), model_name="mracnn")
     assert path == os.path.join(model_dir, "3")
     assert json.loads(open(os.path.join(path, export.SIDECAR)).read())["version"] == 3

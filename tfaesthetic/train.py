@@ -15,6 +15,13 @@ Examples:
         --embeddings=/data/glove.6B.50d.txt --epochs=20 --run_dir=runs/text_only
     python -m tfaesthetic.train --run_dir=runs/text_only      # resumes an interrupted run
 
+Output: our lines, Keras' per-epoch lines and real warnings; TensorFlow's start-up
+banner and INFO lines are held back (`tfaesthetic.console`), `--verbosity=0` or
+`TFAESTHETIC_VERBOSE=1` shows them. Errors a user can fix (flags, records, a run
+directory another training holds) are one `Error:` line, exit status 2 (config) or 1.
+The run ends with `run_dir/report.md` + `report.html` (`--noreport` skips them) and
+logs a few validation images to TensorBoard per epoch (`--notb_images` skips them).
+
 The demo size can be reduced for quick checks with `TFAESTHETIC_DEMO_SIZE=tiny`
 (or `--demo_size=tiny`). See README.md ("Training and evaluation") for every flag, the presets, the
 `TF_CONFIG` set-up of several machines and the resume behaviour.

@@ -28,7 +28,16 @@ Run directory layout:
     run_dir/logs/                    TensorBoard
     run_dir/model.keras              the final (best) model
     run_dir/metrics.json, metrics.txt   test-split evaluation
+    run_dir/report.md, report.html, report_files/   the report (`report=True`)
+    run_dir/logs/images/             TensorBoard gallery of validation images (`tb_images=True`)
+    run_dir/.lock                    held (flock) by the training process, with its pid/host
     <export_dir>/<model>/<version>/  SavedModel (export_dir defaults to run_dir/export)
+
+Before anything is written, `prepare_config` checks the config against the records:
+step counts >= 1 when given, a batch no larger than the training split (an epoch of
+zero steps is refused, never reported as success), `--param` names and values (the
+model class is built once on the tiny backbone). One process trains in a run
+directory at a time (`RunLock`; a second fails with `RunDirLocked` naming the holder).
 
 Resume: every checkpoint file is written under a temporary name and renamed, and
 `state.json` (which names the weights file) is replaced last, so a run killed at any
