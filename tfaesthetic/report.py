@@ -168,17 +168,7 @@ def collect_gallery(model, data_config, manifest: dict, split: str = "test", n: 
         or None), `kind` ("mracnn"/"cfan"), `user`, `pred_distribution`/`true_distribution`
         or `pred_rating`/`true_rating`, `pred_mean`/`true_mean`.
     """
-    import dataclasses
-
-    from tfaesthetic import data
-
-    if n <= 0 or not int((manifest.get("splits") or {}).get(split, 0)):
-        return []
-    cfg = dataclasses.replace(data_config, global_batch_size=max(1, int(n)), augment=False)
-    if "image" not in tuple(cfg.features):
-        return []
-    dataset = data.build_dataset(cfg, False, split=split, include_metadata=True)
-    batch = next(iter(dataset.take(1)), None)
+    batch = distinct_image_batch(data_config, manifest, split, n)
     if batch is None:
         return []
     features, labels, metadata = batch
@@ -213,6 +203,44 @@ def collect_gallery(model, data_config, manifest: dict, split: str = "test", n: 
                         true_rating=float(np.asarray(labels["user_rating"][i]).reshape(-1)[0]))
         items.append(item)
     return items
+
+
+def distinct_image_batch(data_config, manifest: dict, split: str, n: int):
+    """`(features, labels, metadata)` of the first `n` examples of distinct images of `split`, as NumPy.
+
+    One example per image (CFAN's review-mode records give several reviews of one
+    image in a row: the first review of each image is taken). None when the split is
+    empty or the records hold no images.
+    """
+    import dataclasses
+
+    from tfaesthetic import data
+
+    if n <= 0 or not int((manifest.get("splits") or {}).get(split, 0)) or "image" not in tuple(data_config.features):
+        return None
+    review = getattr(data_config, "mode", "image") == "review"
+    cfg = dataclasses.replace(data_config, global_batch_size=max(1, int(n) * (16 if review else 1)), augment=False)
+    batch = next(iter(data.build_dataset(cfg, False, split=split, include_metadata=True).take(1)), None)
+    if batch is None:
+        return None
+    features, labels, metadata = (
+        {k: np.asarray(v) for k, v in part.items()} if isinstance(part, dict) else part for part in batch
+    )
+    ids = metadata.get("image_id") if isinstance(metadata, dict) else None
+    if ids is None:
+        ids = features.get("image_index", np.arange(len(features["image"])))
+    keep, seen = [], set()
+    for i, key in enumerate(np.asarray(ids).reshape(-1).tolist()):
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+        if len(keep) == n:
+            break
+
+    def take(part):
+        return {k: v[keep] for k, v in part.items()} if isinstance(part, dict) else part
+
+    return take(features), take(labels), take(metadata)
 
 
 def _text(values, i) -> str:
@@ -419,14 +447,7 @@ def _render_html(blocks, title) -> str:
 def tensorboard_callback(model, data_config, manifest: dict, log_dir: str, *, n: int = 3, panel_size: int = 96,
                          split: str = "val"):
     """A `GalleryImages` callback on the first `n` examples of `split`, or None when there are none."""
-    import dataclasses
-
-    from tfaesthetic import data
-
-    if not int((manifest.get("splits") or {}).get(split, 0)) or "image" not in tuple(data_config.features):
-        return None
-    cfg = dataclasses.replace(data_config, global_batch_size=max(1, int(n)), augment=False)
-    batch = next(iter(data.build_dataset(cfg, False, split=split, include_metadata=True).take(1)), None)
+    batch = distinct_image_batch(data_config, manifest, split, n)
     if batch is None:
         return None
     return GalleryImages(batch, manifest, log_dir, panel_size=panel_size)
