@@ -196,6 +196,34 @@ def test_export_version_taken_meanwhile_goes_to_the_next(no_flag_run, monkeypatc
     assert not [d for d in os.listdir(model_dir) if d.startswith(".tmp")]
 
 
+@pytest.mark.slow
+def test_corrupt_or_truncated_shard_is_one_line_not_a_traceback(no_flag_run, tmp_path):
+    """Issue 12 case 8: a flipped byte (DataLossError) and a truncated shard (ShardError) in the CLI."""
+    import shutil
+
+    source = no_flag_run["tmp_path"] / "demo_records_tiny"
+    flags = ["--epochs=1", "--noexport", "--noreport", "--notb_images"]
+    for case in ("flipped", "truncated"):
+        records = tmp_path / case
+        shutil.copytree(source, records)
+        shard = sorted(records.glob("train-*.tfrecord"))[0]
+        data = bytearray(shard.read_bytes())
+        if case == "flipped":
+            data[len(data) // 2] ^= 0xFF  # same size: only the record's CRC tells
+        else:
+            data = data[: len(data) - 100]
+        shard.write_bytes(bytes(data))
+        result = _run([f"--records={records}", f"--run_dir={tmp_path / ('run_' + case)}", *flags], cwd=str(tmp_path),
+                      timeout=300)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert result.returncode == 1 and len(errors) == 1, (case, result.stderr[-3000:])
+        assert "Traceback" not in result.stderr, (case, result.stderr[-3000:])
+        if case == "truncated":
+            assert shard.name in errors[0], errors[0]
+        else:
+            assert "orrupt" in errors[0], errors[0]
+
+
 def _fake_records(tmp_path, **changes):
     """A records directory whose manifest says something (no shards needed: it fails first)."""
     manifest = {
