@@ -244,7 +244,7 @@ def write_records(
     seen = set()
     kept = {split: [] for split in features.SPLITS}
     formats = {}
-    checking = _progress(len(records), "records: checking images")
+    checking = _progress(len(records) if hasattr(records, "__len__") else None, "records: checking images")
     for position, record in enumerate(records):
         checking.update(1)
         if record.image_id in seen:
