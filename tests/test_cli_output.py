@@ -38,13 +38,18 @@ def test_loud_on_request(monkeypatch):
 
 def test_progress_line_mode_prints_every_ten_percent():
     stream = io.StringIO()
-    with console.Progress(200, "evaluate test", stream=stream, interactive=False) as bar:
+    with console.Progress(200, "evaluate test", stream=stream, interactive=False, min_seconds=0) as bar:
         for _ in range(200):
             bar.update(1)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 10, lines  # 10 %, ..., 90 %, then the summary line
     assert lines[0].startswith("evaluate test: 20/200 (10%)") and "image/s, ETA" in lines[0]
     assert lines[-1].startswith("evaluate test: 200 images in ")
+    # A job done within min_seconds prints its summary only.
+    quick = io.StringIO()
+    with console.Progress(200, "quick", stream=quick, interactive=False) as bar:
+        bar.update(200)
+    assert len(quick.getvalue().splitlines()) == 1
 
 
 def test_progress_model_counts_examples():

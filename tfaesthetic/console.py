@@ -146,7 +146,9 @@ class Progress:
         stream: where lines go when not a terminal (default stderr).
         interactive: force the live bar (True) or the line mode (False); default:
             whether stdout is a terminal.
-        every: the line mode prints each time another `every` fraction is done.
+        every: the line mode prints each time another `every` fraction is done...
+        min_seconds: ...once at least this long after the start (a job shorter than
+            that prints its summary line only).
 
     Call `update(n)` after each `n` items and `close()` at the end (also a context
     manager). The live bar is `keras.utils.Progbar`; the line mode prints
@@ -154,13 +156,14 @@ class Progress:
     """
 
     def __init__(self, total: Optional[int], label: str, *, unit: str = "image", stream=None,
-                 interactive: Optional[bool] = None, every: float = 0.1):
+                 interactive: Optional[bool] = None, every: float = 0.1, min_seconds: float = 2.0):
         self.total = int(total) if total else None
         self.label = label
         self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
         self.count = 0
         self.every = every
+        self.min_seconds = min_seconds
         self.started = time.time()
         self._next_line = every
         self._closed = False
@@ -200,7 +203,8 @@ class Progress:
             self._bar.update(self.count)
             return
         if self.total and self.count / self.total + 1e-12 >= self._next_line and self.count < self.total:
-            print(self.line(), file=self.stream, flush=True)
+            if time.time() - self.started >= self.min_seconds:
+                print(self.line(), file=self.stream, flush=True)
             while self._next_line <= self.count / self.total + 1e-12:
                 self._next_line += self.every
 
