@@ -770,8 +770,8 @@ def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
     config = config_lib.resolve(config)
     manifest = _read_manifest(config.data.records_dir)
     config_lib.validate(config, manifest=manifest, environ=environ)
-    _check_budgets(config, manifest)
     _check_model_params(config)
+    _check_budgets(config, manifest)
     _check_param_values(config, manifest)
     if config.data.feature_cache_dir:
         from tfaesthetic import data
