@@ -25,6 +25,9 @@ _OFFICIAL_TEST_LIST = flags.DEFINE_string(
 
 def main(argv):
     del argv
+    from tfaesthetic import console
+
+    console.setup_build_cli()  # quiet TensorFlow start-up, progress of long builds
     from tfaesthetic.records import ava
 
     def build(rejections):

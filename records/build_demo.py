@@ -15,17 +15,24 @@ _SEED = flags.DEFINE_integer("seed", 0, "Random seed; the same flags give the sa
 
 def main(argv):
     del argv
+    from tfaesthetic import console
+
+    console.setup_build_cli()  # quiet TensorFlow start-up, progress of long builds
     from tfaesthetic.records import demo
 
-    manifest = demo.build_demo(
-        _OUT_DIR.value,
-        num_images=_NUM_IMAGES.value,
-        image_size=_IMAGE_SIZE.value,
-        num_users=_NUM_USERS.value,
-        seed=_SEED.value,
-        num_shards=_NUM_SHARDS.value,
-        command_line=" ".join(sys.argv),
-    )
+    try:
+        manifest = demo.build_demo(
+            _OUT_DIR.value,
+            num_images=_NUM_IMAGES.value,
+            image_size=_IMAGE_SIZE.value,
+            num_users=_NUM_USERS.value,
+            seed=_SEED.value,
+            num_shards=_NUM_SHARDS.value,
+            command_line=" ".join(sys.argv),
+        )
+    except (ValueError, OSError) as e:  # bad flags, an unwritable --out_dir: one line, no traceback
+        print(f"error: {console.user_error(e) or e}", file=sys.stderr)
+        return 1
     print(demo.summary(manifest, _OUT_DIR.value))
 
 

@@ -23,6 +23,9 @@ _THRESHOLD = flags.DEFINE_float(
 
 def main(argv):
     del argv
+    from tfaesthetic import console
+
+    console.setup_build_cli()  # quiet TensorFlow start-up, progress of long builds
     from tfaesthetic.records import jsonl
 
     def build(rejections):

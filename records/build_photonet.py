@@ -20,6 +20,9 @@ _TEST_LIST = flags.DEFINE_string("test_list", None, "File of test image ids (one
 
 def main(argv):
     del argv
+    from tfaesthetic import console
+
+    console.setup_build_cli()  # quiet TensorFlow start-up, progress of long builds
     from tfaesthetic.records import photonet
 
     def build(rejections):

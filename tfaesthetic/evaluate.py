@@ -30,6 +30,9 @@ _RECORDS = flags.DEFINE_string("records", None, "Records directory (default: the
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Records split.")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Batch size (default: the run's).")
 _OUTPUT = flags.DEFINE_string("output", None, "JSON output (default <run_dir or export>/evaluation-<split>.json).")
+_REPORT_DIR = flags.DEFINE_string(
+    "report_dir", None, "Also write report.md + report.html (metrics tables, gallery; curves for a run) here."
+)
 
 
 class ExportedModel:
@@ -76,7 +79,8 @@ def _data_config_for_export(sidecar: dict, records_dir: str, batch_size: int):
     )
 
 
-def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", batch_size=None) -> tuple:
+def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", batch_size=None, *,
+                  progress: bool = False, report_dir=None) -> tuple:
     """Evaluates a run directory or an export on a records split.
 
     Args:
@@ -85,6 +89,10 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
         records_dir: the records (default: the run's or the export's).
         split: "train", "val" or "test".
         batch_size: evaluation batch size (default: the run's, or 32).
+        progress: show count, rate and ETA while evaluating (`tfaesthetic.console.Progress`).
+        report_dir: also write `report.md` + `report.html` there (`tfaesthetic.report`):
+            the metrics tables, a gallery of the split's first images and, for a run
+            directory, its training curves.
 
     Returns:
         `(results dict, readable table)`.
@@ -107,7 +115,10 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
         manifest = trainer._read_manifest(config.data.records_dir)
         task = trainer.make_task(config, manifest)
         model = trainer.load_run_model(run_dir)
-        results, table = task.evaluate(model, split)
+        results, table = _evaluate(task, model, config, manifest, split, progress)
+        if report_dir:
+            _write_report(report_dir, model, config, manifest, split, results, f"run {os.path.abspath(run_dir)}",
+                          history_of=run_dir)
         return results, table
 
     from tfaesthetic.export import latest_version_dir
@@ -127,20 +138,69 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
     config = config_lib.ExperimentConfig(data=data_config, model=config_lib.ModelConfig(name=name))
     config.model.variant = (sidecar.get("model_config") or {}).get("variant") or config_lib.DEFAULT_VARIANT[name]
     task = trainer.make_task(config, manifest)
-    return task.evaluate(model, split)
+    results, table = _evaluate(task, model, config, manifest, split, progress)
+    if report_dir:
+        _write_report(report_dir, model, config, manifest, split, results, f"export {model.path}")
+    return results, table
+
+
+def _evaluate(task, model, config, manifest, split, progress):
+    from tfaesthetic import config as config_lib
+    from tfaesthetic import console
+    from tfaesthetic import trainer
+
+    if not progress:
+        return task.evaluate(model, split)
+    review = config_lib.MODES.get(config.model.name) == "review"
+    total = int((manifest.get("reviews") or {}).get(split, 0)) if review else trainer.num_split_examples(manifest, split)
+    with console.Progress(total, f"evaluate {split}", unit="review" if review else "image") as bar:
+        return task.evaluate(console.ProgressModel(model, bar), split)
+
+
+def _write_report(report_dir, model, config, manifest, split, results, source, history_of=None):
+    from tfaesthetic import report
+    from tfaesthetic import trainer
+
+    history, best_epoch = None, None
+    if history_of:
+        state = trainer.RunState(os.path.join(history_of, "checkpoints"), write=False)
+        if state.exists():
+            state.load()
+            history, best_epoch = state.history, state.best_epoch
+    gallery = report.collect_gallery(model, config.data, manifest, split, n=4)
+    return report.write_report(
+        report_dir,
+        title=f"{config.model.name.upper()} ({config.model.variant}) on {split} of {config.data.records_dir}",
+        metrics=trainer._json_safe(results),
+        config=config if history_of else None,
+        history=history,
+        best_epoch=best_epoch,
+        gallery=gallery,
+        manifest=manifest,
+        facts=[("model", source), ("records", os.path.abspath(config.data.records_dir)), ("split", split)],
+    )
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from tfaesthetic import console
+
+    console.quiet_startup()  # before TensorFlow is imported
     from tfaesthetic import config as config_lib
     from tfaesthetic import trainer
 
     try:
-        results, table = evaluate_path(_RUN_DIR.value, _EXPORT.value, _RECORDS.value, _SPLIT.value, _BATCH.value)
-    except (config_lib.ConfigError, FileNotFoundError) as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 2
+        results, table = evaluate_path(
+            _RUN_DIR.value, _EXPORT.value, _RECORDS.value, _SPLIT.value, _BATCH.value, progress=True,
+            report_dir=_REPORT_DIR.value,
+        )
+    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
+        message = console.user_error(e)
+        if message is None:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        return 2 if isinstance(e, (config_lib.ConfigError, FileNotFoundError)) else 1
     base = _RUN_DIR.value or _EXPORT.value
     output = _OUTPUT.value or os.path.join(base, f"evaluation-{_SPLIT.value}.json")
     payload = {
@@ -155,6 +215,8 @@ def main(argv):
     print(table)
     print()
     print(f"Metrics JSON: {output}")
+    if _REPORT_DIR.value:
+        print(f"Report:       {os.path.join(_REPORT_DIR.value, 'report.md')}")
     return 0
 
 

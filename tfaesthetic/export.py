@@ -60,6 +60,7 @@ Besides the SavedModel, `export_model` writes `<version>/assets.extra/tfaestheti
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import re
@@ -531,7 +532,7 @@ def write_models_config(export_base: str, serving_base_path: Optional[str] = "/m
         lines += ["  config {", f'    name: "{name}"', f'    base_path: "{base}"', '    model_platform: "tensorflow"', "  }"]
     lines.append("}")
     path = os.path.join(export_base, MODELS_CONFIG)
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp-{os.getpid()}"  # one per process: concurrent exports each replace it whole
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(tmp, path)
@@ -575,6 +576,7 @@ def export_model(
     export_base = os.fspath(export_base)
     model_dir = os.path.join(export_base, model_name)
     os.makedirs(model_dir, exist_ok=True)
+    auto_version = version is None
     version = _next_version(model_dir) if version is None else int(version)
     final_dir = os.path.join(model_dir, str(version))
     if os.path.exists(final_dir):
@@ -611,9 +613,20 @@ def export_model(
         **fns.describe(),
     }
     os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
-    with open(os.path.join(tmp_dir, SIDECAR), "w", encoding="utf-8") as f:
-        json.dump(sidecar, f, indent=2, sort_keys=True)
-    os.replace(tmp_dir, final_dir)
+    while True:
+        with open(os.path.join(tmp_dir, SIDECAR), "w", encoding="utf-8") as f:
+            json.dump(sidecar, f, indent=2, sort_keys=True)
+        try:
+            # rename(2) of a directory onto an existing non-empty one fails: the version
+            # another exporter took meanwhile is never overwritten or mixed.
+            os.rename(tmp_dir, final_dir)
+            break
+        except OSError as e:
+            if not auto_version or e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            version = max(_next_version(model_dir), version + 1)  # taken concurrently: the next free one
+            sidecar["version"] = version
+            final_dir = os.path.join(model_dir, str(version))
     write_models_config(export_base, serving_base_path)
     return final_dir
 

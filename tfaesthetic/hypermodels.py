@@ -150,6 +150,7 @@ class AestheticHyperModel(keras_tuner.HyperModel):
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.trainer.early_stopping_patience)
             )
         kwargs.setdefault("verbose", config.trainer.verbose)
+        kwargs.setdefault("shuffle", False)  # the input pipeline shuffles (fit cannot shuffle a Dataset)
         kwargs.pop("validation_data", None)
         return model.fit(
             train_ds,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Optional, Sequence
 
 import numpy as np
@@ -190,6 +191,7 @@ def predict(
     run_dir=None,
     records_dir=None,
     panel_size: int = 224,
+    show_progress: bool = False,
 ) -> dict:
     """Predicts every image, writes `predictions.json` and the PNGs into `out_dir`.
 
@@ -203,10 +205,12 @@ def predict(
         predictor: a ready `Predictor`; otherwise one is loaded from `export_dir`,
             `model` or `run_dir` (+ `records_dir`).
         panel_size: side of each attention overlay panel in pixels.
+        show_progress: show count, rate and ETA over the images (`tfaesthetic.console`).
 
     Returns:
         The content of `predictions.json`.
     """
+    from tfaesthetic import console
     from tfaesthetic import visualize
 
     image_paths = list(image_paths)
@@ -221,7 +225,10 @@ def predict(
     values = [float(v) for v in predictor.score_scale["values"]]
     threshold = float(predictor.score_scale["threshold"])
     results = []
+    progress = console.Progress(n, "predict", unit="image") if show_progress and n > 1 else None
     for i, path in enumerate(image_paths):
+        if progress is not None and i:
+            progress.update(1)
         entry = {"image": path}
         if "comments" in predictor.input_names:
             entry["comments"] = comments[i]
@@ -268,7 +275,13 @@ def predict(
             with Image.open(path) as im:
                 pixels = np.asarray(im.convert("RGB"))
             overlay = os.path.join(out_dir, stem + "_attention.png")
-            visualize.save_attention_overlay(overlay, pixels, out["attention"][0], panel_size=panel_size)
+            maps = np.asarray(out["attention"][0])
+            maps = maps[None] if maps.ndim == 2 else maps
+            kind = "cfan" if "user_rating" in out else "mracnn"
+            visualize.save_attention_overlay(
+                overlay, pixels, maps, panel_size=panel_size,
+                labels=visualize.attention_labels(maps.shape[0], kind, user),
+            )
             entry["attention_png"] = overlay
         if "distribution" in out:
             plot = os.path.join(out_dir, stem + "_distribution.png")
@@ -278,6 +291,9 @@ def predict(
             )
             entry["distribution_png"] = plot
         results.append(entry)
+    if progress is not None:
+        progress.update(1)
+        progress.close()
     report = {"model": predictor.source, "score_scale": {"values": values, "threshold": threshold}, "predictions": results}
     with open(os.path.join(out_dir, "predictions.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
@@ -289,10 +305,19 @@ def run(argv, flag_values=flags.FLAGS) -> int:
     fv = flag_values
     if len(argv) < 2:
         raise app.UsageError("Expected image files after the flags. Received: none")
+    from tfaesthetic import console
+
     try:
         report = _predict_from_flags(argv, fv)
     except (ValueError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from None
+        message = console.user_error(e) or str(e)
+        raise app.UsageError(message) from None
+    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
+        message = console.user_error(e)
+        if message is None:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        return 1
     for entry in report["predictions"]:
         if "error" in entry:
             print(f"{entry['image']}: ERROR {entry['error']}")
@@ -323,10 +348,14 @@ def _predict_from_flags(argv, fv) -> dict:
         run_dir=fv.run_dir,
         records_dir=fv.records,
         panel_size=fv.panel_size,
+        show_progress=True,
     )
 
 
 def main(argv):
+    from tfaesthetic import console
+
+    console.quiet_startup()  # before TensorFlow is imported
     return run(argv)
 
 

@@ -15,6 +15,13 @@ Examples:
         --embeddings=/data/glove.6B.50d.txt --epochs=20 --run_dir=runs/text_only
     python -m tfaesthetic.train --run_dir=runs/text_only      # resumes an interrupted run
 
+Output: our lines, Keras' per-epoch lines and real warnings; TensorFlow's start-up
+banner and INFO lines are held back (`tfaesthetic.console`), `--verbosity=0` or
+`TFAESTHETIC_VERBOSE=1` shows them. Errors a user can fix (flags, records, a run
+directory another training holds) are one `Error:` line, exit status 2 (config) or 1.
+The run ends with `run_dir/report.md` + `report.html` (`--noreport` skips them) and
+logs a few validation images to TensorBoard per epoch (`--notb_images` skips them).
+
 The demo size can be reduced for quick checks with `TFAESTHETIC_DEMO_SIZE=tiny`
 (or `--demo_size=tiny`). See README.md ("Training and evaluation") for every flag, the presets, the
 `TF_CONFIG` set-up of several machines and the resume behaviour.
@@ -78,6 +85,10 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (default runs/<ex
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Export base directory (default <run_dir>/export).")
 _NO_EXPORT = flags.DEFINE_bool("export", True, "Export a SavedModel at the end (--noexport skips it).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed.")
+_REPORT = flags.DEFINE_bool("report", True, "Write run_dir/report.md + report.html with curves and a gallery.")
+_TB_IMAGES = flags.DEFINE_bool(
+    "tb_images", True, "Log attention overlays and distributions of a few validation images to TensorBoard per epoch."
+)
 _PARAMS = flags.DEFINE_multi_string("param", [], "Model hyperparameter NAME=JSON_VALUE, e.g. --param=recurrences=3.")
 _DEMO_SIZE = flags.DEFINE_enum(
     "demo_size", None, list(DEMO_SIZES), f"Size of the demo records and budget (default ${DEMO_SIZE_ENV} or 'default')."
@@ -179,6 +190,26 @@ def build_config():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from tfaesthetic import console
+
+    console.quiet_startup()  # before TensorFlow is imported
+    try:
+        return _main()
+    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
+        message = console.user_error(e)
+        if message is None:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        return 2 if isinstance(e, _config_error()) else 1
+
+
+def _config_error():
+    from tfaesthetic.config import ConfigError
+
+    return ConfigError
+
+
+def _main():
     from tfaesthetic import config as config_lib
 
     if _LIST.value:
@@ -199,7 +230,9 @@ def main(argv):
         return 2
     print(f"Run directory: {os.path.abspath(run_dir)}  (resume: --run_dir={run_dir})")
     started = time.time()
-    summary = trainer.train_and_evaluate(config, run_dir, export=_NO_EXPORT.value)
+    summary = trainer.train_and_evaluate(
+        config, run_dir, export=_NO_EXPORT.value, report=_REPORT.value, tb_images=_TB_IMAGES.value
+    )
     if not summary.get("chief", True):
         return 0
     print()
@@ -213,6 +246,8 @@ def main(argv):
     print(f"TensorBoard:    tensorboard --logdir {summary['logs']}")
     if summary.get("export"):
         print(f"Export:         {summary['export']}")
+    if summary.get("report"):
+        print(f"Report:         {summary['report']}")
     return 0
 
 

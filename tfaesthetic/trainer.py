@@ -28,7 +28,16 @@ Run directory layout:
     run_dir/logs/                    TensorBoard
     run_dir/model.keras              the final (best) model
     run_dir/metrics.json, metrics.txt   test-split evaluation
+    run_dir/report.md, report.html, report_files/   the report (`report=True`)
+    run_dir/logs/images/             TensorBoard gallery of validation images (`tb_images=True`)
+    run_dir/.lock                    held (flock) by the training process, with its pid/host
     <export_dir>/<model>/<version>/  SavedModel (export_dir defaults to run_dir/export)
+
+Before anything is written, `prepare_config` checks the config against the records:
+step counts >= 1 when given, a batch no larger than the training split (an epoch of
+zero steps is refused, never reported as success), `--param` names and values (the
+model class is built once on the tiny backbone). One process trains in a run
+directory at a time (`RunLock`; a second fails with `RunDirLocked` naming the holder).
 
 Resume: every checkpoint file is written under a temporary name and renamed, and
 `state.json` (which names the weights file) is replaced last, so a run killed at any
@@ -39,10 +48,14 @@ counter restored - and stops at the configured number of epochs.
 
 from __future__ import annotations
 
+import fcntl
 import inspect
 import json
+import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from typing import Any, Optional
@@ -428,13 +441,55 @@ def build_datasets(config, task: Task, model, *, input_context=None) -> tuple:
         return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
     train = prepare(data.build_dataset(config.data, True, split="train", input_context=input_context))
-    if config.trainer.steps_per_epoch:
-        train = train.repeat()  # epochs of a fixed step count continue through the data
     val = None
     if num_split_examples(task.manifest, "val"):
         val = prepare(data.build_dataset(config.data, False, split="val", input_context=input_context))
+    return _with_known_length(train, val, config, task.manifest, input_context)
+
+
+def num_batches(config, manifest: dict, split: str, *, training: bool) -> Optional[int]:
+    """Batches in one pass over `split` at the global batch size (None if the manifest cannot tell).
+
+    Training batches drop the remainder (`build_dataset(is_training=True)`); evaluation
+    batches keep it.
+    """
+    mode = config_lib.MODES.get(config.model.name, getattr(config.data, "mode", "image"))
+    try:
+        if mode == "review":
+            reviews = manifest.get("reviews")
+            if reviews is None:
+                return None
+            n = int(reviews.get(split, 0))
+        else:
+            n = num_split_examples(manifest, split)
+    except (TypeError, ValueError):
+        return None
+    batch = int(config.data.global_batch_size)
+    return n // batch if training else math.ceil(n / batch)
+
+
+def _with_known_length(train, val, config, manifest, input_context=None) -> tuple:
+    """Gives `fit` what it expects: a repeated dataset for a fixed step count, else a known length.
+
+    With `--steps_per_epoch` (`--validation_steps`) the dataset repeats and epochs
+    continue through it; without, one epoch is one pass and the dataset carries its
+    length (`assert_cardinality`, from the manifest's counts), so Keras neither runs
+    into the end of the data nor warns that it did.
+    """
+    sharded = input_context is not None and input_context.num_input_pipelines > 1
+    if config.trainer.steps_per_epoch:
+        train = train.repeat()  # epochs of a fixed step count continue through the data
+    elif not sharded:
+        n = num_batches(config, manifest, "train", training=True)
+        if n:
+            train = train.apply(tf.data.experimental.assert_cardinality(n))
+    if val is not None:
         if config.trainer.validation_steps:
             val = val.repeat()
+        elif not sharded:
+            n = num_batches(config, manifest, "val", training=False)
+            if n:
+                val = val.apply(tf.data.experimental.assert_cardinality(n))
     return train, val
 
 
@@ -607,6 +662,94 @@ class RunStateCallback(keras.callbacks.Callback):
 
 
 # ---------------------------------------------------------------------------------------
+# Run-directory lock: one training process per run directory.
+
+LOCK_FILE = ".lock"
+
+
+class RunDirLocked(RuntimeError):
+    """Another process holds the run directory (the message names its pid and host)."""
+
+
+_HELD_LOCKS: dict = {}  # run_dir -> RunLock held by this process
+
+
+class RunLock:
+    """An exclusive `fcntl.flock` on `run_dir/.lock`, with the holder's pid and host in the file.
+
+    Held by the chief from before `config.json` is written until the export is
+    written; a second process on the same run directory fails at once. The kernel
+    drops the lock when the holder exits, however it exits, so a killed run never
+    leaves a stale lock (the file stays, it is not the lock). `flock` is local to one
+    machine (and unreliable on some network file systems).
+
+    Args:
+        run_dir: the run directory (created).
+    """
+
+    def __init__(self, run_dir: str):
+        self.run_dir = os.path.abspath(run_dir)
+        self.path = os.path.join(self.run_dir, LOCK_FILE)
+        self._fd = None
+
+    def acquire(self) -> "RunLock":
+        os.makedirs(self.run_dir, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.holder()
+            raise RunDirLocked(
+                f"Run directory {self.run_dir} is in use by another training (pid {holder.get('pid', '?')} on host "
+                f"{holder.get('host', '?')}, started {holder.get('started', '?')}). Wait for it to finish, stop it, "
+                "or pass another --run_dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def holder(self, attempts: int = 20) -> dict:
+        """The pid/host the lock file names (waits briefly while the holder writes it)."""
+        for _ in range(attempts):
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    text = f.read().strip()
+                if text:
+                    return json.loads(text)
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        return {}
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _lock_run_dir(run_dir: str) -> Optional[RunLock]:
+    """Locks `run_dir` unless this process holds it already; returns the new lock or None."""
+    key = os.path.abspath(run_dir)
+    if key in _HELD_LOCKS:
+        return None
+    lock = RunLock(key).acquire()
+    _HELD_LOCKS[key] = lock
+    return lock
+
+
+def _unlock_run_dir(lock: Optional[RunLock]) -> None:
+    if lock is not None:
+        _HELD_LOCKS.pop(lock.run_dir, None)
+        lock.release()
+
+
+# ---------------------------------------------------------------------------------------
 # The experiment.
 
 
@@ -628,6 +771,8 @@ def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
     manifest = _read_manifest(config.data.records_dir)
     config_lib.validate(config, manifest=manifest, environ=environ)
     _check_model_params(config)
+    _check_budgets(config, manifest)
+    _check_param_values(config, manifest)
     if config.data.feature_cache_dir:
         from tfaesthetic import data
 
@@ -675,6 +820,58 @@ def _check_model_params(config) -> None:
         )
 
 
+def _check_budgets(config, manifest) -> None:
+    """Step counts and the batch size against the records, before any work (never zero steps)."""
+    t, d = config.trainer, config.data
+    for flag, value in (("--steps_per_epoch", t.steps_per_epoch), ("--validation_steps", t.validation_steps)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise config_lib.ConfigError(
+                f"Expected a positive integer (or no flag: one pass over the split). Received: {flag}={value}"
+            )
+    if (t.early_stopping_patience or 0) < 0:
+        raise config_lib.ConfigError(
+            f"Expected --patience >= 0 (0 disables early stopping). Received: --patience={t.early_stopping_patience}"
+        )
+    review = config_lib.MODES.get(config.model.name) == "review"
+    unit = "rated reviews" if review else "images"
+    if review and manifest.get("reviews") is None:
+        return
+    n_train = int((manifest.get("reviews") if review else manifest.get("splits", {})).get("train", 0))
+    batch = int(d.global_batch_size)
+    if n_train and batch > n_train:
+        raise config_lib.ConfigError(
+            f"--batch_size={batch} is larger than the training split ({n_train} {unit} in {d.records_dir}): "
+            f"an epoch would run zero training steps. Use --batch_size={n_train} or less."
+        )
+
+
+def _check_param_values(config, manifest) -> None:
+    """`--param` values the model refuses fail here, before the run directory exists.
+
+    Builds the model class once with the given hyperparameters on the tiny backbone
+    at 32 px without word vectors (about a second), so constructor checks such as
+    `recurrences >= 1` run. Skipped without `--param` and under multi_worker (no op
+    may run before its strategy exists).
+    """
+    if not config.model.params or config.runtime.strategy == "multi_worker":
+        return
+    probe = config_lib.with_overrides(
+        config,
+        {"model.backbone": "tiny", "model.weights": None, "model.embeddings": "", "data.image_size": 32,
+         "data.max_len": min(int(config.data.max_len), 16)},
+    )
+    if config.runtime.num_logical_cpu_devices > 1:
+        configure_logical_devices(config.runtime.num_logical_cpu_devices)
+    try:
+        make_task(probe, manifest).build_model()
+    except (ValueError, TypeError) as e:
+        reason = " ".join(str(e).split())
+        params = config.model.params
+        named = [k for k in params if re.search(rf"\b{re.escape(k)}\b", reason)] or list(params)
+        given = " ".join(f"--param={k}={json.dumps(params[k])}" for k in named)
+        raise config_lib.ConfigError(f"Invalid model hyperparameter {given}: {reason}") from None
+
+
 def compile_model(model, task: Task, config: config_lib.ExperimentConfig) -> None:
     """Compiles `model` with the task's losses and the trainer's optimizer (in scope)."""
     losses, weights = task.losses(model)
@@ -714,7 +911,10 @@ class TrainResult:
         self.__dict__.update(kwargs)
 
 
-def train(config: config_lib.ExperimentConfig, run_dir: str, *, restore_best: bool = True) -> TrainResult:
+def train(
+    config: config_lib.ExperimentConfig, run_dir: str, *, restore_best: bool = True, keep_lock: bool = False,
+    tb_images: bool = False,
+) -> TrainResult:
     """Trains one experiment (the first half of `train_and_evaluate`).
 
     Leaves the global dtype policy at "mixed_float16" when the config asks for mixed
@@ -725,9 +925,18 @@ def train(config: config_lib.ExperimentConfig, run_dir: str, *, restore_best: bo
         run_dir: the run directory; an existing run there is resumed.
         restore_best: load the best epoch's weights (lowest validation loss) into
             the returned model; False keeps the last epoch's.
+        keep_lock: return with the run-directory lock still held (`result.lock`;
+            the caller releases it with `result.lock.release()`).
+        tb_images: log attention overlays and predicted-vs-true distributions of
+            a few validation images to `run_dir/logs/images` each epoch.
 
     Returns:
         A `TrainResult`.
+
+    Raises:
+        ConfigError: the config contradicts itself or its records (before the run
+            directory is created).
+        RunDirLocked: another process trains in `run_dir`.
     """
     config, manifest = prepare_config(config)
     # The strategy is created once, first (MultiWorkerMirroredStrategy must exist
@@ -737,6 +946,21 @@ def train(config: config_lib.ExperimentConfig, run_dir: str, *, restore_best: bo
     run_dir = os.path.abspath(run_dir)
     # Non-chief workers write their (identical) files to a scratch directory.
     work_dir = run_dir if chief else tempfile.mkdtemp(prefix="tfaesthetic-worker-")
+    lock = _lock_run_dir(run_dir) if chief else None
+    try:
+        result = _train_locked(config, manifest, strategy, chief, run_dir, work_dir, restore_best, tb_images)
+    except BaseException:
+        _unlock_run_dir(lock)
+        raise
+    if keep_lock:
+        result.lock = lock
+    else:
+        _unlock_run_dir(lock)
+        result.lock = None
+    return result
+
+
+def _train_locked(config, manifest, strategy, chief, run_dir, work_dir, restore_best, tb_images) -> TrainResult:
     os.makedirs(work_dir, exist_ok=True)
     if chief:
         config_path = os.path.join(run_dir, "config.json")
@@ -753,7 +977,7 @@ def train(config: config_lib.ExperimentConfig, run_dir: str, *, restore_best: bo
 
         model = distributed.train_multi_worker(config, task, strategy, state, work_dir, chief=chief)
     else:
-        model = _train_with_fit(config, task, strategy, state, work_dir)
+        model = _train_with_fit(config, task, strategy, state, work_dir, tb_images=tb_images)
     seconds = time.time() - started
     best = state.best_weights_path() if restore_best else None
     if best:
@@ -764,7 +988,10 @@ def train(config: config_lib.ExperimentConfig, run_dir: str, *, restore_best: bo
     )
 
 
-def train_and_evaluate(config: config_lib.ExperimentConfig, run_dir: str, *, export: bool = True) -> dict:
+def train_and_evaluate(
+    config: config_lib.ExperimentConfig, run_dir: str, *, export: bool = True, report: bool = False,
+    tb_images: bool = False,
+) -> dict:
     """Trains, evaluates on the test split and exports one experiment.
 
     Args:
@@ -772,6 +999,10 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, run_dir: str, *, exp
         run_dir: the run directory; an existing run there is resumed from its last
             completed epoch.
         export: export a SavedModel at the end (chief only).
+        report: write `run_dir/report.md` + `report.html` (config, metrics tables,
+            training curves, a gallery of test images; `tfaesthetic.report`).
+        tb_images: log attention overlays and distributions of a few validation
+            images to TensorBoard each epoch (`run_dir/logs/images`).
 
     Returns:
         The final metrics, also written to `run_dir/metrics.json`:
@@ -785,7 +1016,7 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, run_dir: str, *, exp
     previous_policy = keras.config.dtype_policy()
     result = None
     try:
-        result = train(config, run_dir)
+        result = train(config, run_dir, keep_lock=True, tb_images=tb_images)
         config, manifest, state, model = result.config, result.manifest, result.state, result.model
         if num_split_examples(manifest, "test"):
             results, table = result.task.evaluate(model, "test")
@@ -818,10 +1049,14 @@ def train_and_evaluate(config: config_lib.ExperimentConfig, run_dir: str, *, exp
             if export:
                 summary["export"] = _export(model, config, result.run_dir)
                 _atomic_write_text(metrics_path, json.dumps(summary, indent=2) + "\n")
+            if report:
+                summary["report"] = _write_run_report(model, config, manifest, summary)
         summary["table"] = table
         return summary
     finally:
         keras.config.set_dtype_policy(previous_policy)
+        if result is not None:
+            _unlock_run_dir(result.lock)
         if result is not None and not result.chief:
             shutil.rmtree(result.work_dir, ignore_errors=True)
 
@@ -862,7 +1097,7 @@ def plain_copy(model, task: Task, config) -> keras.Model:
     return plain
 
 
-def _train_with_fit(config, task, strategy, state, work_dir):
+def _train_with_fit(config, task, strategy, state, work_dir, *, tb_images=False):
     with strategy.scope():
         model = task.build_model()
         compile_model(model, task, config)
@@ -886,6 +1121,13 @@ def _train_with_fit(config, task, strategy, state, work_dir):
             RunStateCallback(state, config.trainer, monitor, save_model=model if fit_model is not model else None),
             keras.callbacks.TensorBoard(log_dir=os.path.join(work_dir, "logs")),
         ]
+        if tb_images and fit_model is model:
+            from tfaesthetic import report as report_lib
+
+            gallery = report_lib.tensorboard_callback(
+                model, config.data, task.manifest, os.path.join(work_dir, "logs", "images")
+            )
+            callbacks += [gallery] if gallery is not None else []
         fit_model.fit(
             train_ds,
             validation_data=val_ds,
@@ -895,6 +1137,7 @@ def _train_with_fit(config, task, strategy, state, work_dir):
             validation_steps=config.trainer.validation_steps if val_ds is not None else None,
             callbacks=callbacks,
             verbose=config.trainer.verbose,
+            shuffle=False,  # the input pipeline shuffles; fit cannot shuffle a tf.data.Dataset
         )
     state.finish()
     if strategy.num_replicas_in_sync > 1 or strategy is not tf.distribute.get_strategy():
@@ -944,14 +1187,38 @@ def _feature_cache_fit(config, task, strategy, model) -> tuple:
         return {k: features[k] for k in keys}, labels
 
     train = fc.build_cached_dataset(config.data, True, split="train").map(select)
-    if config.trainer.steps_per_epoch:
-        train = train.repeat()
     val = None
     if num_split_examples(task.manifest, "val"):
         val = fc.build_cached_dataset(config.data, False, split="val").map(select)
-        if config.trainer.validation_steps:
-            val = val.repeat()
+    train, val = _with_known_length(train, val, config, task.manifest)
     return head, train, val
+
+
+def _write_run_report(model, config, manifest, summary) -> str:
+    """`run_dir/report.md` (+ `report.html`, pictures) of a finished run; returns its path."""
+    from tfaesthetic import report as report_lib
+
+    gallery = report_lib.collect_gallery(model, config.data, manifest, "test", n=4)
+    facts = [
+        ("epochs", summary["epochs"]),
+        ("best epoch", summary["best_epoch"] + 1),
+        ("stopped early", summary["stopped_early"]),
+        ("train seconds", summary["train_seconds"]),
+        ("replicas", summary["num_replicas"]),
+        ("export", summary.get("export") or "none"),
+    ]
+    written = report_lib.write_report(
+        summary["run_dir"],
+        title=f"{config.name}: {config.model.name.upper()} ({config.model.variant}) on test",
+        metrics=summary["test"],
+        config=config,
+        history=summary["history"],
+        best_epoch=summary["best_epoch"],
+        gallery=gallery,
+        manifest=manifest,
+        facts=facts,
+    )
+    return written["markdown"]
 
 
 def _export(model, config, run_dir) -> Optional[str]:

@@ -431,6 +431,9 @@ def _write(path: str, text: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from tfaesthetic import console
+
+    console.quiet_startup()  # before TensorFlow is imported
     from tfaesthetic import config as config_lib
     from tfaesthetic import search_space as ss
 
@@ -452,6 +455,12 @@ def main(argv):
     except (config_lib.ConfigError, ss.SearchSpaceError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
+        message = console.user_error(e)
+        if message is None:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        return 1
     if summary["role"] == "worker":
         print(f"Worker finished; the chief writes the results ({summary['project_dir']}).")
         return 0

@@ -8,8 +8,13 @@ tests know it in advance) and use matplotlib's non-interactive Agg backend only.
   image and blended over it with a colour map, side by side. Size:
   `(num_maps + 1) * panel_size` wide, `panel_size` high.
 - `save_distribution_plot`: a bar chart of the predicted distribution over the
-  score bins, with the mean score and the good/bad threshold marked. Size:
-  `width` x `height` pixels (default 480 x 320).
+  score bins (and, given, the true one as an outline), with the mean score and the
+  good/bad threshold marked. Size: `width` x `height` pixels (default 480 x 320).
+- `save_training_curves`: loss and a metric per epoch (train vs validation, best
+  epoch marked) and the learning rate, side by side. Size: `width` x `height`.
+
+Overlay panels can carry captions (`labels=attention_labels(T)`: "image",
+"T = 1", ..., or the user's map for CFAN).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -39,7 +45,9 @@ def _to_uint8_image(image) -> np.ndarray:
     return image
 
 
-def attention_overlay(image, maps, *, panel_size: int = 224, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+def attention_overlay(
+    image, maps, *, panel_size: int = 224, alpha: float = 0.5, cmap: str = "jet", labels: Optional[Sequence[str]] = None
+) -> np.ndarray:
     """Blends attention maps over an image, side by side.
 
     Args:
@@ -51,6 +59,9 @@ def attention_overlay(image, maps, *, panel_size: int = 224, alpha: float = 0.5,
         panel_size: side of each square panel in pixels.
         alpha: opacity of the colour-mapped attention.
         cmap: a matplotlib colour map name.
+        labels: a caption per panel (`T + 1`: the image's, then each map's, e.g.
+            `attention_labels(T)`), drawn in the panel's top-left corner; the
+            image size does not change.
 
     Returns:
         uint8 `[panel_size, (T + 1) * panel_size, 3]`: the image, then one panel per map.
@@ -75,7 +86,40 @@ def attention_overlay(image, maps, *, panel_size: int = 224, alpha: float = 0.5,
         up = Image.fromarray((m * 255).astype(np.uint8)).resize((panel_size, panel_size), Image.BILINEAR)
         heat = colormap(np.asarray(up, np.float64) / 255.0)[..., :3] * 255.0
         panels.append((1.0 - alpha) * base + alpha * heat)
-    return np.clip(np.concatenate(panels, axis=1), 0, 255).round().astype(np.uint8)
+    out = np.clip(np.concatenate(panels, axis=1), 0, 255).round().astype(np.uint8)
+    if labels is not None:
+        if len(labels) != len(panels):
+            raise ValueError(
+                f"Expected one label per panel ({len(panels)}: the image and {len(maps)} maps). "
+                f"Received: {len(labels)} labels"
+            )
+        out = _caption_panels(out, labels, panel_size)
+    return out
+
+
+def attention_labels(num_maps: int, kind: str = "mracnn", user: str = "") -> list:
+    """Panel captions: "image", then "T = 1".."T = T" (MRACNN glimpses) or the user's map (CFAN)."""
+    if kind == "cfan":
+        return ["image"] + [f"user {user}'s map" if user else "user map"] * num_maps
+    return ["image"] + [f"T = {t}" for t in range(1, num_maps + 1)]
+
+
+def _caption_panels(array: np.ndarray, labels: Sequence[str], panel_size: int) -> np.ndarray:
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.fromarray(array)
+    draw = ImageDraw.Draw(image)
+    size = max(8, min(16, panel_size // 8))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    for i, label in enumerate(labels):
+        x = i * panel_size + 2
+        box = draw.textbbox((x, 1), str(label), font=font)
+        draw.rectangle((box[0] - 2, box[1] - 1, min(box[2] + 2, (i + 1) * panel_size - 1), box[3] + 1), fill=(0, 0, 0))
+        draw.text((x, 1), str(label), fill=(255, 255, 255), font=font)
+    return np.asarray(image)
 
 
 def save_attention_overlay(path: str, image, maps, **kwargs) -> tuple:
@@ -96,6 +140,7 @@ def save_distribution_plot(
     width: int = 480,
     height: int = 320,
     dpi: int = 100,
+    true_distribution: Optional[Sequence[float]] = None,
 ) -> tuple:
     """Writes a bar plot of a predicted score distribution as a PNG.
 
@@ -109,6 +154,8 @@ def save_distribution_plot(
         width: image width in pixels.
         height: image height in pixels.
         dpi: dots per inch used to size the figure.
+        true_distribution: the ground-truth vote distribution, drawn as a black
+            outline over the predicted bars when given.
 
     Returns:
         `(width, height)` of the written image.
@@ -123,20 +170,105 @@ def save_distribution_plot(
     fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     try:
         ax = fig.add_subplot(1, 1, 1)
-        ax.bar(values, distribution, width=0.8 * (np.min(np.diff(values)) if len(values) > 1 else 1.0), color="#4c72b0")
+        bar_width = 0.8 * (np.min(np.diff(values)) if len(values) > 1 else 1.0)
+        ax.bar(values, distribution, width=bar_width, color="#4c72b0",
+               label="predicted" if true_distribution is not None else None)
+        top = float(distribution.max())
+        if true_distribution is not None:
+            truth = np.asarray(true_distribution, np.float64).reshape(-1)
+            if truth.shape != values.shape:
+                raise ValueError(
+                    f"Expected one true probability per score bin. Received: true_distribution.shape={truth.shape}"
+                )
+            ax.bar(values, truth, width=bar_width, fill=False, edgecolor="black", linewidth=1.2, label="true")
+            top = max(top, float(truth.max()))
         ax.set_xticks(values)
         ax.set_xticklabels([f"{v:g}" for v in values])
         ax.set_xlabel("score")
         ax.set_ylabel("probability")
-        ax.set_ylim(0, max(1e-6, float(distribution.max())) * 1.15)
+        ax.set_ylim(0, max(1e-6, top) * 1.15)
         if mean_score is not None:
             ax.axvline(mean_score, color="#c44e52", linewidth=2, label=f"mean {mean_score:.2f}")
         if threshold is not None:
             ax.axvline(threshold, color="0.3", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-        if mean_score is not None or threshold is not None:
+        if mean_score is not None or threshold is not None or true_distribution is not None:
             ax.legend(loc="upper left", fontsize="small")
         if title:
             ax.set_title(title, fontsize="medium")
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return width, height
+
+
+def png_to_array(path_or_file) -> np.ndarray:
+    """uint8 RGB `[H, W, 3]` of a PNG (a path or a file object)."""
+    with Image.open(path_or_file) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def distribution_plot_array(distribution, values, **kwargs) -> np.ndarray:
+    """`save_distribution_plot` rendered to a uint8 `[height, width, 3]` array (for TensorBoard)."""
+    import io
+
+    buffer = io.BytesIO()
+    save_distribution_plot(buffer, distribution, values, **kwargs)
+    buffer.seek(0)
+    return png_to_array(buffer)
+
+
+def save_training_curves(
+    path,
+    history: dict,
+    *,
+    metric: Optional[str] = None,
+    best_epoch: Optional[int] = None,
+    width: int = 1200,
+    height: int = 360,
+    dpi: int = 100,
+) -> tuple:
+    """Writes the training curves of a run as a PNG: loss, `metric`, learning rate.
+
+    Args:
+        path: output PNG path (or a file object).
+        history: per-epoch logs as in `state.json` (`{"loss": [...], "val_loss": [...],
+            "learning_rate": [...], ...}`).
+        metric: the metric of the middle panel (train `metric` vs `val_<metric>`);
+            None leaves the panel out.
+        best_epoch: the 0-based best epoch, marked in every panel.
+        width: image width in pixels.
+        height: image height in pixels.
+        dpi: dots per inch used to size the figure.
+
+    Returns:
+        `(width, height)` of the written image.
+    """
+    panels = [("loss", "loss")]
+    if metric:
+        panels.append((metric, metric))
+    if history.get("learning_rate"):
+        panels.append(("learning_rate", "learning rate"))
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    try:
+        for i, (key, name) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), i + 1)
+            series = [(key, "train")] if key != "learning_rate" else [(key, None)]
+            if key != "learning_rate":
+                series.append((f"val_{key}", "validation"))
+            for k, label in series:
+                values = history.get(k) or []
+                if values:
+                    epochs = np.arange(1, len(values) + 1)
+                    ax.plot(epochs, np.asarray(values, np.float64), marker="o", markersize=3, label=label)
+            if best_epoch is not None and best_epoch >= 0:
+                ax.axvline(best_epoch + 1, color="0.4", linestyle=":", linewidth=1.2, label=f"best epoch {best_epoch + 1}")
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.set_title(name, fontsize="medium")
+            if key == "learning_rate":
+                ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+            ax.legend(loc="best", fontsize="small")
         fig.tight_layout()
         fig.savefig(path, format="png", dpi=dpi)
     finally:

@@ -430,6 +430,23 @@ def _empty_build_reason(rejections: Rejections, num_records: int) -> str:
     return f"every record was rejected ({top}){where}"
 
 
+#: Progress of long builds (set by the records CLIs): None, or `fn(total, label)`
+#: returning an object with `update(n)` and `close()`, e.g. `tfaesthetic.console.Progress`.
+progress_factory = None
+
+
+class _NoProgress:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, label):
+    return progress_factory(total, label) if progress_factory is not None else _NoProgress()
+
+
 def write_records(
     out_dir,
     records: list,
@@ -503,7 +520,9 @@ def write_records(
     ids = rules.IdRegistry()
     kept = {split: [] for split in features.SPLITS}
     formats = {}
+    checking = _progress(len(records) if hasattr(records, "__len__") else None, "records: checking images")
     for position, record in enumerate(records):
+        checking.update(1)
         image_id, problem = ids.check(record.image_id)
         if problem is None:
             problem = rules.record_problem(record, scale.num_bins)
@@ -519,6 +538,7 @@ def write_records(
                 continue
             formats[record.image_id] = fmt
         kept[record.split].append((position, record))
+    checking.close()
 
     # Votes are all or nothing (a record without votes would train MRACNN on zeros).
     everything = [item for split in features.SPLITS for item in kept[split]]
@@ -599,6 +619,7 @@ def _write_build(
     shard_files, fingerprints, expected_counts = {}, {}, {}
     reviews = {}
     comments_written = {}
+    writing = _progress(sum(len(kept[s]) for s in features.SPLITS), "records: writing shards")
     for split in features.SPLITS:
         recs = kept[split]
         n_shards = _split_num_shards(num_shards, split, len(recs))
@@ -612,6 +633,8 @@ def _write_build(
             shard_files[name] = sha256_file(path)
             fingerprints[name] = shard_fingerprint(path)
             expected_counts[name] = hi - lo
+            writing.update(hi - lo)
+    writing.close()
     _fault("after_shards")
 
     # Vocabulary, id maps, rejections.
