@@ -172,7 +172,9 @@ class CFANTest(TestCase):
         randomize(model)
         x = tiny_inputs()
         x["review"][0] = 0  # one example without a review: excluded from the mean
-        model(x)
+        model(x, training=False)
+        self.assertEqual(model.losses, [])  # training only: not in the validation loss
+        model(x, training=True)
         (value,) = model.losses
         encoding = np.asarray(model.get_layer("review_encoder")(x["review"]))
         profiles = np.asarray(model.get_layer("taste_profile").profiles)
