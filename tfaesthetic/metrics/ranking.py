@@ -294,7 +294,15 @@ def evaluate_personalised(model, dataset, *, num_users, num_train_images, unknow
     """
     input_keys = tuple(getattr(model, "input_keys", None) or ())
     reads_review = "review" in input_keys
-    no_review_fn = getattr(model, "predict_without_review", None) if reads_review else None
+    no_review_fn = None
+    if reads_review:
+        # The no-review path is the model fed an all-padding review (what
+        # `CFAN.predict_without_review` does); an export is called the same way.
+        no_review_fn = getattr(model, "predict_without_review", None) or (
+            lambda inputs: model(
+                dict(inputs, review=np.zeros((len(inputs["user_index"]), 1), "int32")), training=False
+            )
+        )
     columns = collections.defaultdict(list)
     for batch in dataset:
         features, labels = batch[0], batch[1]
