@@ -704,15 +704,26 @@ def _demo():
 
 @register_experiment("demo_cfan")
 def _demo_cfan():
-    # Sizes as benchmarks/cfan_comparison.py (index dropout 0.5 trains the OOV rows
-    # that every validation/test image uses).
+    # Issue 10, measured through train_and_evaluate on the default demo records:
+    # - index_dropout 0.8: every held-out (cold) image uses the OOV image row, so most
+    #   training examples go through it too, which makes the visual path (not the
+    #   per-image codes) carry quality and content;
+    # - review_dropout 0.8: the demo's ratings derive from the reviews, so examples
+    #   with their review teach only "read the verdict"; most examples train the
+    #   no-review path (taste profiles + image) instead;
+    # - lambda_z 0.3 (paper: 0.015): the tag head learns the content from the shared
+    #   image code at this budget (at 0.015 it stays at ln 6);
+    # - 12 epochs, patience 5 on val_loss = the Eq. 6 objective.
     return ExperimentConfig(
         data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=40, global_batch_size=32, shuffle_buffer=2048),
         model=ModelConfig(
             name="cfan", variant="cfan_3task", backbone="tiny",
-            params=dict(factor_dim=16, hidden_units=[16], embedding_dim=16, gru_units=16, index_dropout=0.5),
+            params=dict(
+                factor_dim=16, hidden_units=[16], embedding_dim=16, gru_units=16,
+                index_dropout=0.8, review_dropout=0.8, lambda_z=0.3,
+            ),
         ),
-        trainer=TrainerConfig(epochs=8, optimizer="adam", learning_rate=3e-3, schedule="constant"),
+        trainer=TrainerConfig(epochs=12, optimizer="adam", learning_rate=3e-3, schedule="constant"),
     )
 
 
