@@ -138,3 +138,19 @@ def test_model_family_trains_evaluates_and_exports_from_the_cli(demo_records, tm
     assert (test["with_review"] is not None) == (model == "cfan")
     assert os.path.exists(os.path.join(metrics["export"], "saved_model.pb"))
     assert "without review" in result.stdout and "unknown user" in result.stdout
+    if model != "cfan":
+        return
+    # The export, evaluated through its serve_tensors signature, gives the same
+    # figures per path (its no-review path is an all-padding review).
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "tfaesthetic.evaluate", f"--export={metrics['export']}", f"--records={demo_records}",
+         "--output=eval.json"],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stdout[-4000:] + evaluated.stderr[-4000:]
+    exported = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    for path in ("with_review", "no_review", "agnostic", "unknown_user"):
+        assert exported[path]["per_user_auc"] == pytest.approx(test[path]["per_user_auc"], abs=1e-3), path
+        assert exported[path]["auc"] == pytest.approx(test[path]["auc"], abs=1e-3), path
+    assert "without review" in evaluated.stdout

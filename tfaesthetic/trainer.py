@@ -842,7 +842,7 @@ def _check_same_experiment(config, config_path):
         old = config_lib.ExperimentConfig.load(config_path)
     except (ValueError, OSError):
         return
-    keys = (("model", "name"), ("model", "variant"), ("model", "backbone"), ("data", "image_size"))
+    keys = (("model", "name"), ("model", "variant"), ("model", "backbone"), ("data", "image_size"), ("data", "protocol"))
     for section, key in keys:
         a, b = getattr(getattr(old, section), key), getattr(getattr(config, section), key)
         if a != b:
