@@ -34,7 +34,8 @@ No review (practical serving). Each user also has a learned taste profile p_u in
 review-encoding space. Where the review is empty (all padding), p_u stands in for
 h_uv, so the attention kernel is K = sigmoid(W_k p_u + b_k), the user's learned
 kernel. p_u is trained (a) by an auxiliary loss `profile_weight * mean ||p_u -
-stop_gradient(h_uv)||^2` over examples with a review (matching the encoding matches
+stop_gradient(h_uv)||^2` over examples with a review, in training only (a regulariser,
+not part of the Eq. 6 objective that the validation loss measures; matching the encoding matches
 the kernel, a fixed function of it, with E numbers per user instead of k*k*D), and
 (b) end to end through `review_dropout`: in training that fraction of reviews is
 treated as absent. `predict_without_review` runs this path explicitly.
