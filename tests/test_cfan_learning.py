@@ -5,27 +5,34 @@ import os
 
 import pytest
 
-# Reduced budget for CI (the preset trains EPOCHS_PRESET epochs; see the docstring).
-EPOCHS_CI = None  # None: the preset's own epochs
+# Floors and margins, from runs of this exact preset (`python -m tfaesthetic.train
+# --model=cfan --records=<default demo records> --seed=S`, cold protocol, test split):
+#
+#   seed  with-review AUC  no-review per-user AUC  agnostic per-user AUC  agnostic acc. (majority)  tag acc. (most frequent)  best epoch
+#   0     0.990 / 0.989    0.654 / 0.663           0.663 / 0.685          0.645 / 0.645 (0.553)     0.487 / 0.447 (0.211)     11 / 15
+#   1     0.757            0.616                   0.671                  0.618 (0.553)             0.447 (0.211)             12
+#
+# (seed 0 twice: 12 and 20 epochs, run-to-run variation on shared CPUs included.)
+# On seed 0 the review-reading path is on well before the last epoch; on other seeds it
+# can turn on later (seed 1: 0.757), so the test pins seed 0. The no-review path is
+# above chance but does NOT beat the user-agnostic baseline on these records (it is
+# within 0.06 of it): the test asserts only what holds, with a tolerance of about the
+# worst gap seen, and the README/closing note say so.
+SEED = 0
+WITH_REVIEW_FLOOR = 0.85  # measured 0.989-0.990 on seed 0
+NO_REVIEW_FLOOR = 0.58  # measured 0.654-0.663 on seed 0 (0.616 on seed 1); chance 0.5
+NO_REVIEW_TOLERANCE = 0.08  # no-review >= agnostic - 0.08 (worst gap seen 0.055, seed 1)
+AGNOSTIC_MARGIN = 0.03  # agnostic accuracy >= majority + 3 points (measured +9 points)
+TAG_MARGIN = 0.1  # tag accuracy >= most frequent tag + 10 points (measured +24 to +28)
 
 
 @pytest.mark.slow
 def test_demo_cfan_preset_learns_with_and_without_review(tmp_path):
-    """CFAN-3task, cold protocol (test images never seen in training), seed 0.
+    """CFAN-3task, cold protocol (test images never seen in training), the preset's full budget.
 
-    Measured through `python -m tfaesthetic.train --experiment=demo_cfan` on the
-    default demo records, seeds 0 / 1 / 2 (see MEASURED below). The floors are set
-    below the worst measured seed by about the seed-to-seed spread:
-
-    - with review (the paper's protocol; the demo's ratings derive from the review, so
-      this mostly shows the review-conditioned attention reads its verdict): AUC
-      floor WITH_REVIEW_FLOOR;
-    - without review (known user, taste-profile path) against the user-agnostic
-      rating of the same model on the same reviews, per-user AUC: margin
-      NO_REVIEW_MARGIN;
-    - the run is not stuck at its first epoch (the defect of issue 10: the
-      taste-profile regulariser inflated the monitored val_loss, early stopping kept
-      epoch 1's chance-level weights).
+    Also checks the defect of issue 10 is gone: the taste-profile regulariser once
+    inflated the monitored val_loss and early stopping kept epoch 1's chance-level
+    weights; the best epoch must now come late.
     """
     from tfaesthetic import config as config_lib
     from tfaesthetic import trainer
@@ -33,9 +40,7 @@ def test_demo_cfan_preset_learns_with_and_without_review(tmp_path):
 
     records = str(tmp_path / "demo_records")
     demo.ensure_demo_records(records)  # the default size, as the no-flag run builds it
-    overrides = {"data.records_dir": records, "runtime.seed": 0, "trainer.verbose": 0}
-    if EPOCHS_CI:
-        overrides["trainer.epochs"] = EPOCHS_CI
+    overrides = {"data.records_dir": records, "runtime.seed": SEED, "trainer.verbose": 0}
     config = config_lib.with_overrides(config_lib.get_experiment("demo_cfan"), overrides)
     summary = trainer.train_and_evaluate(config, str(tmp_path / "run"), export=False)
     test = summary["test"]
@@ -49,14 +54,12 @@ def test_demo_cfan_preset_learns_with_and_without_review(tmp_path):
         "tag_majority": test["tag"]["majority_accuracy"],
         "best_epoch": summary["best_epoch"],
     }
-    print("demo_cfan seed 0:", figures)
+    print("demo_cfan seed", SEED, figures)
     assert test["oov_images"] == test["num_examples"] > 300  # cold: every test image is unseen
-    assert summary["best_epoch"] >= 2, figures
+    assert summary["best_epoch"] >= 3, figures
     assert figures["with_review_auc"] >= WITH_REVIEW_FLOOR, figures
-    assert figures["no_review_per_user_auc"] >= figures["agnostic_per_user_auc"] + NO_REVIEW_MARGIN, figures
-    assert figures["tag_accuracy"] > figures["tag_majority"], figures
+    assert figures["no_review_per_user_auc"] >= NO_REVIEW_FLOOR, figures
+    assert figures["no_review_per_user_auc"] >= figures["agnostic_per_user_auc"] - NO_REVIEW_TOLERANCE, figures
+    assert figures["agnostic_accuracy"] >= figures["majority"] + AGNOSTIC_MARGIN, figures
+    assert figures["tag_accuracy"] >= figures["tag_majority"] + TAG_MARGIN, figures
     assert os.path.exists(os.path.join(str(tmp_path / "run"), "metrics.json"))
-
-
-WITH_REVIEW_FLOOR = 0.85
-NO_REVIEW_MARGIN = 0.0
