@@ -6,24 +6,26 @@ import os
 import pytest
 
 # Floors and margins, from runs of this exact preset (`python -m tfaesthetic.train
-# --model=cfan --records=<default demo records> --seed=S`, cold protocol, test split):
+# --model=cfan --records=<default demo records> --seed=S`, 16 epochs, cold protocol,
+# test split: 431 reviews of 76 unseen images, 39 users):
 #
 #   seed  with-review AUC  no-review per-user AUC  agnostic per-user AUC  agnostic acc. (majority)  tag acc. (most frequent)  best epoch
-#   0     0.990 / 0.989    0.654 / 0.663           0.663 / 0.685          0.645 / 0.645 (0.553)     0.487 / 0.447 (0.211)     11 / 15
+#   0     0.980            0.637                   0.668                  0.645 (0.553)             0.539 (0.211)             15
 #   1     0.757            0.616                   0.671                  0.618 (0.553)             0.447 (0.211)             12
+#   2     0.740            0.562                   0.598                  0.579 (0.553)             0.355 (0.211)             14
 #
-# (seed 0 twice: 12 and 20 epochs, run-to-run variation on shared CPUs included.)
-# On seed 0 the review-reading path is on well before the last epoch; on other seeds it
-# can turn on later (seed 1: 0.757), so the test pins seed 0. The no-review path is
-# above chance but does NOT beat the user-agnostic baseline on these records (it is
-# within 0.06 of it): the test asserts only what holds, with a tolerance of about the
-# worst gap seen, and the README/closing note say so.
+# (seed 0 also at 12 and 20 epochs: with-review 0.990 / 0.989, no-review 0.654 / 0.663.)
+# On seed 0 the review-reading path turns on well before the last epoch; on seeds 1
+# and 2 it turns on later and is only part-way at 16 epochs, so the test pins seed 0.
+# The no-review path is above chance but does NOT beat the user-agnostic baseline on
+# these records (0.03-0.06 below it): the test asserts only what holds, with a
+# tolerance of about the worst gap seen, and the README says so.
 SEED = 0
-WITH_REVIEW_FLOOR = 0.85  # measured 0.989-0.990 on seed 0
-NO_REVIEW_FLOOR = 0.58  # measured 0.654-0.663 on seed 0 (0.616 on seed 1); chance 0.5
+WITH_REVIEW_FLOOR = 0.85  # measured 0.980-0.990 on seed 0
+NO_REVIEW_FLOOR = 0.58  # measured 0.637-0.663 on seed 0; chance 0.5
 NO_REVIEW_TOLERANCE = 0.08  # no-review >= agnostic - 0.08 (worst gap seen 0.055, seed 1)
-AGNOSTIC_MARGIN = 0.03  # agnostic accuracy >= majority + 3 points (measured +9 points)
-TAG_MARGIN = 0.1  # tag accuracy >= most frequent tag + 10 points (measured +24 to +28)
+AGNOSTIC_MARGIN = 0.03  # agnostic accuracy >= majority + 3 points (measured +9 on seed 0)
+TAG_MARGIN = 0.1  # tag accuracy >= most frequent tag + 10 points (measured +24 to +33 on seed 0)
 
 
 @pytest.mark.slow
