@@ -125,7 +125,7 @@ def test_model_family_trains_evaluates_and_exports_from_the_cli(demo_records, tm
     """`--model=X` alone picks X's demo preset on demo records: no MRACNN parameter leaks."""
     args = [f"--model={model}", f"--records={demo_records}", "--run_dir=run", "--epochs=1", "--steps_per_epoch=2",
             "--validation_steps=1", "--image_size=32", "--max_len=16", "--batch_size=16"]
-    result = _run(args, cwd=str(tmp_path), timeout=300)
+    result = _run(args, cwd=str(tmp_path), timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["name"] == f"demo_{model}" and config["model"]["name"] == model
@@ -146,7 +146,7 @@ def test_model_family_trains_evaluates_and_exports_from_the_cli(demo_records, tm
     evaluated = subprocess.run(
         [sys.executable, "-m", "tfaesthetic.evaluate", f"--export={metrics['export']}", f"--records={demo_records}",
          "--output=eval.json"],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=900,
     )
     assert evaluated.returncode == 0, evaluated.stdout[-4000:] + evaluated.stderr[-4000:]
     exported = json.loads((tmp_path / "eval.json").read_text())["metrics"]
