@@ -111,7 +111,8 @@ def test_review_model_on_records_without_users_or_reviews_names_records(tmp_path
         sub = tmp_path / expected.replace(" ", "_")
         sub.mkdir()
         records = _fake_records(sub, **changes)
-        for model in ("cfan", "bpr"):
+        # One family per case: bpr/vbpr share the check (`ModelFamily.needs_users`).
+        for model in (("cfan",) if "users" in expected else ("bpr",)):
             result = _run(["--model=" + model, "--records=" + records], cwd=str(sub), timeout=180)
             assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
             assert f"--model={model}" in result.stderr and f"--records={records}" in result.stderr, result.stderr[-2000:]
