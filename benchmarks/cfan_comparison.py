@@ -1,31 +1,29 @@
-"""Personalised-rating comparison on the demo records (a report, not a test).
+"""Seed 000 Fig. 8 on the demo records, through the product: presets + `train_and_evaluate`.
 
-The shape of seed 000 Fig. 8: BPR, VBPR, CFN-1task, CFAN-1task, CFAN-2task and
-CFAN-3task (plus CFN-pure-2task), trained with the same budget on the demo records'
-training split with the `tiny` backbone, evaluated on the held-out reviews (val +
-test: images never seen in training, so every model uses its out-of-vocabulary image
-row). Columns:
+Every row is one shipped preset (`demo_bpr`, `demo_vbpr`, `demo_cfan` with the
+variant switched) trained and evaluated by `tfaesthetic.trainer.train_and_evaluate`,
+exactly as `python -m tfaesthetic.train --experiment=... --variant=... --protocol=...
+--seed=...` does: no training loop of its own. For both split protocols
 
-- AUC of the user-specific rating over all held-out reviews, and averaged per user
-  (users whose held-out reviews hold both classes);
-- accuracy of the user-specific rating (> 0.5) and of the user-agnostic rating
-  (`cfan_3task` only, the Fig. 7 metric);
-- for the CFAN variants, the per-user AUC of the no-review path
-  (`CFAN.predict_without_review`: the learned per-user taste kernel instead of the
-  review), the practical serving case.
+- cold: the records' val/test images, never seen in training (every model uses its
+  out-of-vocabulary image row; BPR cannot rank them, by construction);
+- warm: held-out reviews of training images (`--protocol=warm`), the setting in which
+  BPR and VBPR are meaningful;
 
-The demo ratings are derived from the review texts, and CFAN reads the review, so its
-with-review figures measure how well the review-conditioned attention carries the
-review's verdict; the no-review column is the one comparable with BPR/VBPR, which
-never see a review. The records are small and synthetic: the table shows that the
-models run and learn on the same footing, not the paper's numbers.
+it reports, from each run's `metrics.json`, the test split's figures per serving path:
+with review (the paper's protocol; the demo's ratings derive from the reviews, so a
+model reading the review can read the label), without review (known user, no review:
+the practical case, and the only path BPR/VBPR/CFN have), the user-agnostic rating
+ranked per user (the baseline), and the user-agnostic accuracy per image and per tag
+(Fig. 7), the tag accuracy. Mean ± standard deviation over the seeds, plus one table
+per seed.
 
 Usage:
-    python benchmarks/cfan_comparison.py [--num_images 240] [--epochs 25] [--seeds 0]
-        [--models bpr,vbpr,...] [--records_dir DIR]
+    python benchmarks/cfan_comparison.py [--records_dir DIR] [--seeds 0,1,2]
+        [--models bpr,vbpr,...] [--protocols cold,warm] [--epochs N] [--out_dir DIR]
 
-Prints a Markdown table and writes `benchmarks/results/cfan_comparison-<date>.md`
-and `.json`.
+Without `--records_dir` the default demo records are built (seconds) in a temporary
+directory. Writes `<out_dir>/cfan_comparison-<time>.md` and `.json`.
 """
 
 from __future__ import annotations
@@ -47,7 +45,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-MODELS = ("bpr", "vbpr", "cfn_pure_2task", "cfn_1task", "cfan_1task", "cfan_2task", "cfan_3task")
+#: Row -> (preset, variant), in the order of seed 000 Fig. 8.
+MODELS = {
+    "bpr": ("demo_bpr", "bpr"),
+    "vbpr": ("demo_vbpr", "vbpr"),
+    "cfn_pure_2task": ("demo_cfan", "cfn_pure_2task"),
+    "cfn_1task": ("demo_cfan", "cfn_1task"),
+    "cfan_1task": ("demo_cfan", "cfan_1task"),
+    "cfan_2task": ("demo_cfan", "cfan_2task"),
+    "cfan_3task": ("demo_cfan", "cfan_3task"),
+}
 LABELS = {
     "bpr": "BPR",
     "vbpr": "VBPR",
@@ -57,179 +64,158 @@ LABELS = {
     "cfan_2task": "CFAN-2task",
     "cfan_3task": "CFAN-3task",
 }
+#: Column -> (path in metrics.json "test", key).
+COLUMNS = {
+    "with-review AUC": ("with_review", "auc"),
+    "with-review per-user AUC": ("with_review", "per_user_auc"),
+    "no-review AUC": ("no_review", "auc"),
+    "no-review per-user AUC": ("no_review", "per_user_auc"),
+    "agnostic per-user AUC": ("agnostic", "per_user_auc"),
+    "no-review rating acc.": ("no_review", "rating_accuracy"),
+    "agnostic acc.": ("agnostic", "accuracy"),
+    "majority": ("agnostic", "majority_accuracy"),
+    "tag acc.": ("tag", "accuracy"),
+}
 
 
-def review_data(records_dir, split, training, seed, image_size, max_len, batch_size):
-    from tfaesthetic.config import DataConfig
-    from tfaesthetic.data import build_dataset
+def run_one(name, protocol, seed, records_dir, work_dir, epochs=None):
+    """`train_and_evaluate` of one preset row; returns its metrics.json summary."""
+    from tfaesthetic import config as config_lib
+    from tfaesthetic import trainer
 
-    config = DataConfig(
-        records_dir=records_dir,
-        mode="review",
-        features=("image", "image_index", "user_index", "review"),
-        image_size=image_size,
-        max_len=max_len,
-        global_batch_size=batch_size,
-        augment=training,
-        cache=True,
-        seed=seed,
-        shuffle_buffer=1024,
-    )
-    return build_dataset(config, training, split=split)
-
-
-def build_model(name, manifest, args, seed):
-    from tfaesthetic.models.bpr import BPR, VBPR
-    from tfaesthetic.models.cfan import CFAN
-
-    if name == "bpr":
-        return BPR.from_manifest(manifest, factor_dim=args.factor_dim, seed=seed)
-    if name == "vbpr":
-        return VBPR.from_manifest(
-            manifest,
-            factor_dim=args.factor_dim,
-            visual_dim=args.factor_dim,
-            backbone="tiny",
-            image_size=args.image_size,
-            backbone_trainable=True,  # no pretrained tiny weights: learn the features
-            seed=seed,
-        )
-    return CFAN.from_manifest(
-        manifest,
-        variant=name,
-        backbone="tiny",
-        image_size=args.image_size,
-        factor_dim=args.factor_dim,
-        hidden_units=(args.factor_dim,),
-        embedding_dim=args.factor_dim,
-        gru_units=args.factor_dim,
-        max_len=args.max_len,
-        index_dropout=args.index_dropout,
-        seed=seed,
-    )
+    preset, variant = MODELS[name]
+    overrides = {
+        "data.records_dir": records_dir,
+        "model.variant": variant,
+        "data.protocol": protocol,
+        "runtime.seed": seed,
+        "trainer.verbose": 0,
+    }
+    if epochs:
+        overrides["trainer.epochs"] = epochs
+    config = config_lib.with_overrides(config_lib.get_experiment(preset), overrides)
+    run_dir = os.path.join(work_dir, f"{name}-{protocol}-seed{seed}")
+    summary = trainer.train_and_evaluate(config, run_dir, export=False)
+    summary.pop("table", None)
+    return summary
 
 
-def run_one(name, records_dir, manifest, args, seed):
-    import keras
-
-    from tfaesthetic.metrics.ranking import evaluate_ranking
-
-    keras.utils.set_random_seed(seed)
-    model = build_model(name, manifest, args, seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss=model.default_losses(),
-        loss_weights=model.default_loss_weights(),
-    )
-    data = lambda split, training: review_data(  # noqa: E731
-        records_dir, split, training, seed, args.image_size, args.max_len, args.batch_size
-    )
-    start = time.time()
-    model.fit(data("train", True).map(model.prepare_batch), epochs=args.epochs, verbose=0)
-    train_seconds = time.time() - start
-    held_out = data("val", False).concatenate(data("test", False))
-    sizes = dict(num_users=manifest["num_users"], num_train_images=manifest["num_train_images"])
-    result = evaluate_ranking(model, held_out, **sizes)
-    result["train_seconds"] = train_seconds
-    if hasattr(model, "predict_without_review") and "review" in model.input_keys:
-        no_review = evaluate_ranking(model, held_out, predict_fn=model.predict_without_review, **sizes)
-        result["no_review_auc"] = no_review["auc"]
-        result["no_review_per_user_auc"] = no_review["per_user_auc"]
-    return result
+def cell(summary, column):
+    path, key = COLUMNS[column]
+    block = (summary.get("test") or {}).get(path)
+    if not block or block.get(key) is None:
+        return None
+    value = float(block[key])
+    return None if np.isnan(value) else value
 
 
-def mean_of(results, key):
-    values = [r[key] for r in results if key in r and r[key] is not None and not np.isnan(r[key])]
-    return float(np.mean(values)) if values else None
+def fmt_mean(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-def fmt(value):
-    return "–" if value is None else f"{value:.3f}"
+def tables(runs, names, protocols, seeds):
+    lines = []
+    for protocol in protocols:
+        header = "| model | " + " | ".join(COLUMNS) + " | train s |"
+        rule = "|---|" + "---:|" * (len(COLUMNS) + 1)
+        lines += [f"### {protocol} protocol: mean ± std over seeds {seeds}", "", header, rule]
+        for name in names:
+            rows = [runs[(name, protocol, s)] for s in seeds if (name, protocol, s) in runs]
+            cells = [fmt_mean([cell(r, c) for r in rows]) for c in COLUMNS]
+            seconds = np.mean([r["train_seconds"] for r in rows]) if rows else float("nan")
+            lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+        lines.append("")
+        for seed in seeds:
+            lines += [f"#### {protocol}, seed {seed}", "", header, rule]
+            for name in names:
+                r = runs.get((name, protocol, seed))
+                if r is None:
+                    continue
+                cells = [fmt_mean([cell(r, c)]) for c in COLUMNS]
+                lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {r['train_seconds']:.0f} |")
+            lines.append("")
+        tag_rows = [(n, runs.get((n, protocol, seeds[0]))) for n in names]
+        tag_rows = [(n, r) for n, r in tag_rows if r and (r["test"].get("agnostic") or {}).get("accuracy_per_tag")]
+        for n, r in tag_rows:
+            per_tag = r["test"]["agnostic"]["accuracy_per_tag"]
+            lines += [f"#### {LABELS[n]}, {protocol}, seed {seeds[0]}: user-agnostic accuracy per tag", "",
+                      "| tag | n | accuracy |", "|---|---:|---:|"]
+            lines += [f"| {t} | {row['count']} | {row['accuracy']:.3f} |" for t, row in per_tag.items()]
+            lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--records_dir", default="", help="review records; default: build demo records in a temp dir")
-    parser.add_argument("--num_images", type=int, default=240)
-    parser.add_argument("--num_users", type=int, default=24)
-    parser.add_argument("--image_size", type=int, default=32)
-    parser.add_argument("--max_len", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--learning_rate", type=float, default=3e-3)
-    parser.add_argument("--factor_dim", type=int, default=16)
-    parser.add_argument("--index_dropout", type=float, default=0.5)
-    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--records_dir", default="", help="review records; default: the default demo records in a temp dir")
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--protocols", default="cold,warm")
+    parser.add_argument("--epochs", type=int, default=0, help="override the presets' epochs (0 keeps them)")
+    parser.add_argument("--work_dir", default="", help="run directories (default: a temp dir)")
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args(argv)
+
+    names = [n for n in args.models.split(",") if n]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"Unknown models {unknown}. Expected some of {list(MODELS)}.")
+    protocols = [p for p in args.protocols.split(",") if p]
+    bad = sorted(set(protocols) - {"cold", "warm"})
+    if bad:
+        raise SystemExit(f"Unknown protocols {bad}. Expected some of ['cold', 'warm'].")
+    seeds = [int(s) for s in args.seeds.split(",") if s]
 
     from tfaesthetic.records import demo, writer
 
     records_dir = args.records_dir
     if not records_dir:
-        records_dir = os.path.join(tempfile.gettempdir(), f"tfaesthetic_demo_{args.num_images}_{args.num_users}")
-        # Demo images are rendered at 48 px and resized to --image_size by the pipeline.
-        demo.ensure_demo_records(records_dir, num_images=args.num_images, image_size=48, num_users=args.num_users)
+        records_dir = os.path.join(tempfile.gettempdir(), "tfaesthetic_demo_default")
+        demo.ensure_demo_records(records_dir)
     manifest = writer.read_manifest(records_dir)
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    names = [n for n in args.models.split(",") if n]
-    unknown = set(names) - set(MODELS)
-    if unknown:
-        raise SystemExit(f"Unknown models {sorted(unknown)}. Expected some of {list(MODELS)}.")
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="cfan_comparison-")
 
-    per_model = {}
-    for name in names:
-        per_model[name] = []
+    runs = {}
+    started = time.time()
+    for protocol in protocols:
         for seed in seeds:
-            result = run_one(name, records_dir, manifest, args, seed)
-            per_model[name].append(result)
-            print(
-                f"{LABELS[name]:15s} seed {seed}: per-user AUC {fmt(result['per_user_auc'])}, "
-                f"AUC {fmt(result['auc'])}, {result['train_seconds']:.0f}s",
-                flush=True,
-            )
+            for name in names:
+                summary = run_one(name, protocol, seed, records_dir, work_dir, args.epochs or None)
+                runs[(name, protocol, seed)] = summary
+                figures = ", ".join(f"{c} {fmt_mean([cell(summary, c)])}" for c in list(COLUMNS)[:5])
+                print(f"{LABELS[name]:15s} {protocol} seed {seed}: {figures}, {summary['train_seconds']:.0f}s", flush=True)
 
-    columns = [
-        ("AUC", "auc"),
-        ("per-user AUC", "per_user_auc"),
-        ("rating acc.", "rating_accuracy"),
-        ("agnostic acc.", "agnostic_accuracy"),
-        ("no-review AUC", "no_review_auc"),
-        ("no-review per-user AUC", "no_review_per_user_auc"),
-        ("train s", "train_seconds"),
-    ]
-    lines = [
-        f"Held-out reviews (val + test, unseen images): {per_model[names[0]][0]['num_examples']}; "
-        f"users with both classes: {per_model[names[0]][0]['users_evaluated']}; seeds {seeds}; "
-        f"{args.epochs} epochs, Adam {args.learning_rate}, tiny backbone, {args.image_size} px.",
-        "",
-        "| model | " + " | ".join(c for c, _ in columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
-    summary = {}
-    for name in names:
-        summary[name] = {key: mean_of(per_model[name], key) for _, key in columns}
-        cells = [fmt(summary[name][key]) if key != "train_seconds" else f"{summary[name][key]:.0f}" for _, key in columns]
-        lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    header = (
+        f"Test split of the demo records ({records_dir}: {manifest.get('num_images')} images, "
+        f"{manifest.get('num_users')} users); presets demo_bpr / demo_vbpr / demo_cfan through "
+        f"train_and_evaluate{f', epochs {args.epochs}' if args.epochs else ''}; "
+        f"{time.time() - started:.0f} s in all on {platform.node()}."
+    )
+    table = header + "\n\n" + tables(runs, names, protocols, seeds)
     print()
     print(table)
 
     os.makedirs(args.out_dir, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     base = os.path.join(args.out_dir, f"cfan_comparison-{stamp}")
-    with open(base + ".md", "w") as f:
+    with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(table + "\n")
-    with open(base + ".json", "w") as f:
+    with open(base + ".json", "w", encoding="utf-8") as f:
         json.dump(
             {
                 "args": vars(args),
                 "records_dir": records_dir,
-                "manifest_counts": {k: manifest.get(k) for k in ("num_users", "num_train_images", "num_images", "num_tags")},
                 "host": platform.node(),
-                "summary": summary,
-                "runs": per_model,
+                "runs": [
+                    {"model": n, "protocol": p, "seed": s, "test": r["test"], "best_epoch": r["best_epoch"],
+                     "epochs": r["epochs"], "train_seconds": r["train_seconds"]}
+                    for (n, p, s), r in runs.items()
+                ],
             },
             f,
             indent=2,

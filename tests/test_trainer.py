@@ -83,13 +83,28 @@ def test_train_and_evaluate_cfan_one_step(demo_records, tmp_path):
     test = _read_json(os.path.join(run_dir, "metrics.json"))["test"]
     # One example per rated review of the test images (seed 000 §4).
     assert test["num_examples"] == manifest["reviews"]["test"]
-    assert 0.0 <= test["auc"] <= 1.0 and 0.0 <= test["agnostic_accuracy"] <= 1.0
-    assert test["agnostic_accuracy_per_tag"]
+    # Every serving path side by side, never mixed (issue 10).
+    assert test["reads_review"] and test["protocol"] == "cold"
+    for path in ("with_review", "no_review", "agnostic", "unknown_user"):
+        assert 0.0 <= test[path]["auc"] <= 1.0 and 0.0 <= test[path]["per_user_auc"] <= 1.0, path
+    assert 0.0 <= test["agnostic"]["accuracy"] <= 1.0 and test["agnostic"]["accuracy_per_tag"]
+    assert 0.5 <= test["agnostic"]["majority_accuracy"] <= 1.0
+    assert 0.0 <= test["tag"]["accuracy"] <= 1.0 and test["tag"]["majority_accuracy"] > 0
+    assert test["oov_images"] == test["num_examples"]  # cold: test images are unseen
     history = summary["history"]
     # CFAN-3task trains the three Eq. 6 heads.
     for key in ("loss", "user_rating_loss", "tag_loss", "agnostic_rating_loss", "val_loss"):
         assert np.isfinite(history[key][0]), key
-    assert summary["export"] is None and "auc" in summary["table"]
+    # The monitored validation loss is the Eq. 6 objective: the weighted task losses
+    # and nothing else (the taste-profile regulariser is training-only).
+    model = trainer.load_run_model(run_dir)
+    weights = model.default_loss_weights()
+    eq6 = sum(w * history[f"val_{k}_loss"][0] for k, w in weights.items())
+    assert history["val_loss"][0] == pytest.approx(eq6, rel=1e-3, abs=1e-3)
+    table = summary["table"]
+    for label in ("with review", "without review", "user-agnostic", "unknown user", "per-user AUC"):
+        assert label in table, label
+    assert summary["export"] is None
 
 
 def _state(run_dir):

@@ -43,6 +43,10 @@ class DataConfig:
         cache: cache parsed examples in memory after the first epoch (small data only).
         seed: shuffle/augmentation seed; None for nondeterministic.
         feature_cache_dir: when set, read cached backbone features instead of images.
+        protocol: split protocol of the review mode: "cold" (default; val/test are
+            the records' held-out *images*, unseen in training) or "warm" (val/test
+            are held-out *reviews of training images*, cut from the training records
+            in the pipeline: `tfaesthetic.data.parser.warm_part_of`).
     """
 
     records_dir: str = ""
@@ -56,6 +60,7 @@ class DataConfig:
     cache: bool = False
     seed: Optional[int] = None
     feature_cache_dir: str = ""
+    protocol: str = "cold"
 
 
 @dataclasses.dataclass
@@ -259,40 +264,148 @@ def with_overrides(config: ExperimentConfig, overrides: dict) -> ExperimentConfi
 
 
 # ---------------------------------------------------------------------------------------
-# Models, variants and the inputs they read.
+# Model families: one registry (name -> model class, task, pipeline mode, variants and
+# the inputs each reads, default params, presets, hypermodel). Every dispatch on the
+# model name (config, trainer, hypermodels, evaluate, train) goes through it.
 
-MODELS = ("mracnn", "cfan", "bpr", "vbpr")
 
-#: Variants per model (rows of seed 003 Tables I-III and seed 000 Table 2 / Fig. 6).
-VARIANTS = {
-    "mracnn": ("full", "text_only", "vision_only", "no_attention", "backbone_only"),
-    "cfan": ("cfan_3task", "cfan_2task", "cfan_1task", "cfn_1task", "cfn_pure_2task"),
-    "bpr": ("bpr",),
-    "vbpr": ("vbpr",),
-}
+@dataclasses.dataclass(frozen=True)
+class ModelFamily:
+    """One model family of `--model`.
 
-DEFAULT_VARIANT = {"mracnn": "full", "cfan": "cfan_3task", "bpr": "bpr", "vbpr": "vbpr"}
+    Attributes:
+        name: the `--model` value ("mracnn", "cfan", "bpr", "vbpr").
+        model_class: "module:Class" of the Keras model (imported on demand).
+        task: "module:Class" of the trainer's `Task` (build, losses, evaluation).
+        mode: pipeline mode, "image" (one example per image) or "review" (one per review).
+        variants: variant -> the model inputs (pipeline feature keys) it reads; the
+            first variant is the default one.
+        preset: the family's default preset (`--model=X` on real records).
+        demo_preset: the preset `--model=X` starts from on the demo records.
+        hypermodel: "module:Class" of its KerasTuner HyperModel, "" when none.
+        needs_users: trains on user reviews (needs users and rated reviews).
+    """
 
-#: Pipeline mode per model.
-MODES = {"mracnn": "image", "cfan": "review", "bpr": "review", "vbpr": "review"}
+    name: str
+    model_class: str
+    task: str
+    mode: str
+    variants: dict
+    preset: str
+    demo_preset: str
+    hypermodel: str = ""
+    needs_users: bool = False
 
-#: Model inputs read by each (model, variant).
-_FEATURES = {
-    ("mracnn", "full"): ("image", "tokens"),
-    ("mracnn", "no_attention"): ("image", "tokens"),
-    ("mracnn", "text_only"): ("tokens",),
-    ("mracnn", "vision_only"): ("image",),
-    ("mracnn", "backbone_only"): ("image",),
-    ("cfan", "cfan_3task"): ("image", "image_index", "user_index", "review"),
-    ("cfan", "cfan_2task"): ("image", "image_index", "user_index", "review"),
-    ("cfan", "cfan_1task"): ("image", "image_index", "user_index", "review"),
-    ("cfan", "cfn_1task"): ("image", "image_index", "user_index"),
-    ("cfan", "cfn_pure_2task"): ("image_index", "user_index"),
-    ("bpr", "bpr"): ("image_index", "user_index"),
-    ("vbpr", "vbpr"): ("image", "image_index", "user_index"),
-}
+    @property
+    def default_variant(self) -> str:
+        return next(iter(self.variants))
+
+    def load_model_class(self):
+        return _import(self.model_class)
+
+    def load_task(self):
+        return _import(self.task)
+
+    def load_hypermodel(self):
+        return _import(self.hypermodel) if self.hypermodel else None
+
+
+def _import(path: str):
+    import importlib
+
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Adds a model family to the registry (names are unique)."""
+    if family.name in _FAMILIES:
+        raise ConfigError(f"Model family {family.name!r} is already registered.")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def families() -> tuple:
+    """Names of the registered model families."""
+    return tuple(_FAMILIES)
+
+
+def get_family(name: str) -> ModelFamily:
+    """The registered family `name`; `ConfigError` naming `--model` and listing the families."""
+    if name not in _FAMILIES:
+        raise ConfigError(f"Unknown model family. Expected one of {list(_FAMILIES)}. Received: --model={name}")
+    return _FAMILIES[name]
+
+
+_REVIEW_INPUTS = ("image", "image_index", "user_index", "review")
+register_family(ModelFamily(
+    name="mracnn",
+    model_class="tfaesthetic.models.mracnn:MRACNN",
+    task="tfaesthetic.trainer:MRACNNTask",
+    mode="image",
+    # Rows of seed 003 Tables I-III.
+    variants={
+        "full": ("image", "tokens"),
+        "text_only": ("tokens",),
+        "vision_only": ("image",),
+        "no_attention": ("image", "tokens"),
+        "backbone_only": ("image",),
+    },
+    preset="mracnn_vgg16_ava",
+    demo_preset="demo",
+    hypermodel="tfaesthetic.hypermodels:MRACNNHyperModel",
+))
+register_family(ModelFamily(
+    name="cfan",
+    model_class="tfaesthetic.models.cfan:CFAN",
+    task="tfaesthetic.trainer:CFANTask",
+    mode="review",
+    # Seed 000 Table 2 / Fig. 6.
+    variants={
+        "cfan_3task": _REVIEW_INPUTS,
+        "cfan_2task": _REVIEW_INPUTS,
+        "cfan_1task": _REVIEW_INPUTS,
+        "cfn_1task": ("image", "image_index", "user_index"),
+        "cfn_pure_2task": ("image_index", "user_index"),
+    },
+    preset="cfan_3task_ava",
+    demo_preset="demo_cfan",
+    hypermodel="tfaesthetic.hypermodels:CFANHyperModel",
+    needs_users=True,
+))
+register_family(ModelFamily(
+    name="bpr",
+    model_class="tfaesthetic.models.bpr:BPR",
+    task="tfaesthetic.trainer:ReviewTask",
+    mode="review",
+    variants={"bpr": ("image_index", "user_index")},
+    preset="bpr_ava",
+    demo_preset="demo_bpr",
+    needs_users=True,
+))
+register_family(ModelFamily(
+    name="vbpr",
+    model_class="tfaesthetic.models.bpr:VBPR",
+    task="tfaesthetic.trainer:ReviewTask",
+    mode="review",
+    variants={"vbpr": ("image", "image_index", "user_index")},
+    preset="vbpr_ava",
+    demo_preset="demo_vbpr",
+    needs_users=True,
+))
+
+# Views of the registry (kept for callers that read them).
+MODELS = families()
+VARIANTS = {f.name: tuple(f.variants) for f in _FAMILIES.values()}
+DEFAULT_VARIANT = {f.name: f.default_variant for f in _FAMILIES.values()}
+MODES = {f.name: f.mode for f in _FAMILIES.values()}
+_FEATURES = {(f.name, v): keys for f in _FAMILIES.values() for v, keys in f.variants.items()}
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PROTOCOLS = ("cold", "warm")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "step_epochs", "exponential_steps")
 
@@ -308,6 +421,7 @@ FLAGS = {
     "data.image_size": "--image_size",
     "data.global_batch_size": "--batch_size",
     "data.feature_cache_dir": "--feature_cache",
+    "data.protocol": "--protocol",
     "trainer.epochs": "--epochs",
     "trainer.learning_rate": "--learning_rate",
     "trainer.optimizer": "--optimizer",
@@ -321,13 +435,15 @@ FLAGS = {
 
 
 def variant_of(model: ModelConfig) -> str:
-    """The effective variant (`DEFAULT_VARIANT` when `model.variant` is empty)."""
-    return model.variant or DEFAULT_VARIANT.get(model.name, "")
+    """The effective variant (the family's default when `model.variant` is empty)."""
+    if model.variant:
+        return model.variant
+    return _FAMILIES[model.name].default_variant if model.name in _FAMILIES else ""
 
 
 def model_features(model: ModelConfig) -> tuple:
     """The model inputs the pipeline must yield for this model and variant."""
-    return _FEATURES[(model.name, variant_of(model))]
+    return get_family(model.name).variants[variant_of(model)]
 
 
 def uses_images(model: ModelConfig) -> bool:
@@ -347,7 +463,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     validate(config)
     config = copy.deepcopy(config)
     config.model.variant = variant_of(config.model)
-    config.data.mode = MODES[config.model.name]
+    config.data.mode = get_family(config.model.name).mode
     config.data.features = model_features(config.model)
     if config.data.seed is None:
         config.data.seed = config.runtime.seed
@@ -373,15 +489,21 @@ def validate(config: ExperimentConfig, *, manifest: Optional[dict] = None, envir
     """
     environ = os.environ if environ is None else environ
     m, d, t, r = config.model, config.data, config.trainer, config.runtime
-    if m.name not in MODELS:
-        raise ConfigError(f"Unknown model. Expected one of {MODELS}. Received: {_flag('model.name', m.name)}")
+    family = get_family(m.name)
     variant = variant_of(m)
-    if variant not in VARIANTS[m.name]:
+    if variant not in family.variants:
         raise ConfigError(
             f"{_flag('model.variant', m.variant)} is not a variant of {_flag('model.name', m.name)}. "
-            f"Expected one of {VARIANTS[m.name]}."
+            f"Expected one of {list(family.variants)}."
         )
     images = uses_images(m)
+    if d.protocol not in PROTOCOLS:
+        raise ConfigError(f"Unknown split protocol. Expected one of {PROTOCOLS}. Received: {_flag('data.protocol', d.protocol)}")
+    if d.protocol == "warm" and family.mode != "review":
+        raise ConfigError(
+            f"{_flag('data.protocol', d.protocol)} holds out reviews of seen images; "
+            f"{_flag('model.name', m.name)} trains on images, not reviews."
+        )
     if d.feature_cache_dir:
         if not images:
             raise ConfigError(
@@ -452,6 +574,37 @@ def validate(config: ExperimentConfig, *, manifest: Optional[dict] = None, envir
         _validate_against_manifest(config, manifest)
 
 
+def model_param_names(name: str) -> list:
+    """Constructor arguments of the family's model class (the valid `--param` names)."""
+    import inspect
+
+    cls = get_family(name).load_model_class()
+    known = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass) and klass.__module__.startswith("tfaesthetic"):
+            known |= {
+                n for n, p in inspect.signature(klass.__init__).parameters.items()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"
+            }
+    return sorted(known)
+
+
+def check_model_params(config: ExperimentConfig) -> None:
+    """Unknown model hyperparameters (`--param`) fail before any record is read, naming them.
+
+    Raises:
+        ConfigError: names the family, the unknown `--param` names and the valid ones.
+    """
+    known = model_param_names(config.model.name)
+    unknown = sorted(set(config.model.params) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"Unknown hyperparameters of --model={config.model.name}: "
+            + ", ".join(f"--param={n}" for n in unknown)
+            + f". Known: {known}"
+        )
+
+
 def _validate_against_manifest(config: ExperimentConfig, manifest: dict) -> None:
     m, d = config.model, config.data
     variant = variant_of(m)
@@ -462,11 +615,18 @@ def _validate_against_manifest(config: ExperimentConfig, manifest: dict) -> None
             f"{records} has no images (manifest.json: has_images: false). "
             "Use --variant=text_only or records with images."
         )
-    if MODES[m.name] == "review" and not manifest.get("num_users"):
-        raise ConfigError(
-            f"{_flag('model.name', m.name)} trains on user reviews, but {records} has no users "
-            f"(manifest.json: num_users: {manifest.get('num_users')})."
-        )
+    if get_family(m.name).needs_users:
+        if not manifest.get("num_users"):
+            raise ConfigError(
+                f"{_flag('model.name', m.name)} trains on user reviews, but {records} has no users "
+                f"(manifest.json: num_users: {manifest.get('num_users')}). Use records built with users' comments."
+            )
+        reviews = manifest.get("reviews")
+        if isinstance(reviews, dict) and not reviews.get("train"):
+            raise ConfigError(
+                f"{_flag('model.name', m.name)} trains on user reviews, but {records} has no rated reviews "
+                f"in its training split (manifest.json reviews: {reviews})."
+            )
     splits = manifest.get("splits", {})
     if not splits.get("train"):
         raise ConfigError(f"{records} has no training examples (manifest.json splits: {splits}).")
@@ -544,16 +704,58 @@ def _demo():
 
 @register_experiment("demo_cfan")
 def _demo_cfan():
-    # Sizes as benchmarks/cfan_comparison.py (index dropout 0.5 trains the OOV rows
-    # that every validation/test image uses).
+    # Issue 10, measured through train_and_evaluate on the default demo records:
+    # - index_dropout 0.8: every held-out (cold) image uses the OOV image row, so most
+    #   training examples go through it too, which makes the visual path (not the
+    #   per-image codes) carry quality and content;
+    # - review_dropout 0.8: the demo's ratings derive from the reviews, so examples
+    #   with their review teach only "read the verdict"; most examples train the
+    #   no-review path (taste profiles + image) instead;
+    # - lambda_z 0.3 (paper: 0.015): the tag head learns the content from the shared
+    #   image code at this budget (at 0.015 it stays at ln 6);
+    # - 16 epochs (the review-reading path turns on between epochs 5 and 14 depending
+    #   on the seed), patience 5 on val_loss = the Eq. 6 objective.
     return ExperimentConfig(
         data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=40, global_batch_size=32, shuffle_buffer=2048),
         model=ModelConfig(
             name="cfan", variant="cfan_3task", backbone="tiny",
-            params=dict(factor_dim=16, hidden_units=[16], embedding_dim=16, gru_units=16, index_dropout=0.5),
+            params=dict(
+                factor_dim=16, hidden_units=[16], embedding_dim=16, gru_units=16,
+                index_dropout=0.8, review_dropout=0.8, lambda_z=0.3,
+            ),
+        ),
+        trainer=TrainerConfig(epochs=16, optimizer="adam", learning_rate=3e-3, schedule="constant"),
+    )
+
+
+@register_experiment("demo_bpr")
+def _demo_bpr():
+    # BPR has no backbone: ids only (meaningful on the warm split, where test images
+    # have training reviews by other users).
+    return ExperimentConfig(
+        data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=40, global_batch_size=64, shuffle_buffer=2048),
+        model=ModelConfig(name="bpr", variant="bpr", backbone="tiny", params=dict(factor_dim=16, index_dropout=0.1)),
+        trainer=TrainerConfig(epochs=8, optimizer="adam", learning_rate=3e-3, schedule="constant"),
+    )
+
+
+@register_experiment("demo_vbpr")
+def _demo_vbpr():
+    # The tiny backbone has no pretrained weights: VBPR learns its visual features.
+    return ExperimentConfig(
+        data=DataConfig(records_dir=DEMO_RECORDS_DIR, image_size=64, max_len=40, global_batch_size=64, shuffle_buffer=2048),
+        model=ModelConfig(
+            name="vbpr", variant="vbpr", backbone="tiny", trainable_backbone=True,
+            params=dict(factor_dim=16, visual_dim=16, index_dropout=0.1),
         ),
         trainer=TrainerConfig(epochs=8, optimizer="adam", learning_rate=3e-3, schedule="constant"),
     )
+
+
+def family_preset(name: str, *, demo: bool) -> str:
+    """The preset `--model=name` starts from: its demo preset on the demo records, else its default."""
+    family = get_family(name)
+    return family.demo_preset if demo else family.preset
 
 
 def _seed003_trainer(epochs=60):

@@ -12,7 +12,10 @@ directory holding integer versions) is evaluated through its `serve_tensors`
 signature on the records given with `--records` (they must share the export's
 vocabulary: the records it was trained on, or another split of them). MRACNN-like models get the seed 003 §IV-A table (accuracy, SRCC,
 PLCC, MAE, RMSE, EMD; overall and per tag); CFAN, BPR and VBPR the seed 000 metrics
-(AUC overall and per user, user-agnostic accuracy overall and per tag).
+(AUC overall and per user, rating accuracy) for every serving path side by side:
+with review, without review (known user), the user-agnostic baseline (also its
+accuracy per image and per tag) and an unknown user; `--protocol=warm` evaluates
+the held-out reviews of seen images instead of the held-out images.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ _EXPORT = flags.DEFINE_string("export", None, "SavedModel version directory, or 
 _RECORDS = flags.DEFINE_string("records", None, "Records directory (default: the run's / the export's).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Records split.")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Batch size (default: the run's).")
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", None, ["cold", "warm"],
+    "CFAN/BPR/VBPR split protocol: cold (held-out images) or warm (held-out reviews of seen images); "
+    "default: the run's, or cold for an export.",
+)
 _OUTPUT = flags.DEFINE_string("output", None, "JSON output (default <run_dir or export>/evaluation-<split>.json).")
 _REPORT_DIR = flags.DEFINE_string(
     "report_dir", None, "Also write report.md + report.html (metrics tables, gallery; curves for a run) here."
@@ -79,7 +87,17 @@ def _data_config_for_export(sidecar: dict, records_dir: str, batch_size: int):
     )
 
 
-def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", batch_size=None, *,
+def family_of_class(class_name) -> str:
+    """The model family (`tfaesthetic.config` registry) of an export's model class name."""
+    from tfaesthetic import config as config_lib
+
+    for name in config_lib.families():
+        if config_lib.get_family(name).model_class.split(":")[1] == class_name:
+            return name
+    return "mracnn"  # MRACNN-like models (image + tokens)
+
+
+def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", batch_size=None, protocol=None, *,
                   progress: bool = False, report_dir=None) -> tuple:
     """Evaluates a run directory or an export on a records split.
 
@@ -89,6 +107,8 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
         records_dir: the records (default: the run's or the export's).
         split: "train", "val" or "test".
         batch_size: evaluation batch size (default: the run's, or 32).
+        protocol: "cold" or "warm" split protocol of the review models (default:
+            the run's, or "cold" for an export).
         progress: show count, rate and ETA while evaluating (`tfaesthetic.console.Progress`).
         report_dir: also write `report.md` + `report.html` there (`tfaesthetic.report`):
             the metrics tables, a gallery of the split's first images and, for a run
@@ -111,7 +131,10 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
             overrides["data.records_dir"] = records_dir
         if batch_size:
             overrides["data.global_batch_size"] = batch_size
+        if protocol:
+            overrides["data.protocol"] = protocol
         config = config_lib.with_overrides(config, overrides)
+        config_lib.validate(config)
         manifest = trainer._read_manifest(config.data.records_dir)
         task = trainer.make_task(config, manifest)
         model = trainer.load_run_model(run_dir)
@@ -134,9 +157,12 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
             f"{manifest['vocab_size']}: token ids would not match. Evaluate on the records it was trained on."
         )
     data_config = _data_config_for_export(sidecar, records_dir, batch_size or 32)
-    name = {"MRACNN": "mracnn", "CFAN": "cfan", "VBPR": "vbpr", "BPR": "bpr"}.get(sidecar.get("model_class"), "mracnn")
+    if protocol:
+        data_config.protocol = protocol
+    name = family_of_class(sidecar.get("model_class"))
     config = config_lib.ExperimentConfig(data=data_config, model=config_lib.ModelConfig(name=name))
-    config.model.variant = (sidecar.get("model_config") or {}).get("variant") or config_lib.DEFAULT_VARIANT[name]
+    config.model.variant = (sidecar.get("model_config") or {}).get("variant") or config_lib.get_family(name).default_variant
+    config_lib.validate(config)
     task = trainer.make_task(config, manifest)
     results, table = _evaluate(task, model, config, manifest, split, progress)
     if report_dir:
@@ -192,8 +218,8 @@ def main(argv):
 
     try:
         results, table = evaluate_path(
-            _RUN_DIR.value, _EXPORT.value, _RECORDS.value, _SPLIT.value, _BATCH.value, progress=True,
-            report_dir=_REPORT_DIR.value,
+            _RUN_DIR.value, _EXPORT.value, _RECORDS.value, _SPLIT.value, _BATCH.value, _PROTOCOL.value,
+            progress=True, report_dir=_REPORT_DIR.value,
         )
     except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
         message = console.user_error(e)

@@ -207,12 +207,18 @@ class CFANHyperModel(AestheticHyperModel):
         return value
 
 
-HYPERMODELS = {"mracnn": MRACNNHyperModel, "cfan": CFANHyperModel}
+#: Families with a search (from the `tfaesthetic.config` registry).
+HYPERMODELS = {
+    name: config_lib.get_family(name).load_hypermodel()
+    for name in config_lib.families()
+    if config_lib.get_family(name).hypermodel
+}
 
 
 def get_hypermodel(config, manifest, space) -> AestheticHyperModel:
-    """The HyperModel of `config.model.name` ("mracnn" or "cfan")."""
+    """The HyperModel of `config.model.name`'s family (`ModelFamily.hypermodel`)."""
     name = config.model.name
-    if name not in HYPERMODELS:
+    family = config_lib.get_family(name)
+    if not family.hypermodel:
         raise config_lib.ConfigError(f"No search for this model. Expected one of {sorted(HYPERMODELS)}. Received: --model={name}")
-    return HYPERMODELS[name](config, manifest, space)
+    return family.load_hypermodel()(config, manifest, space)

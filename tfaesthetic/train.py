@@ -55,7 +55,11 @@ DEMO_SIZES = {
 _EXPERIMENT = flags.DEFINE_string("experiment", "demo", "Preset name (see --list_experiments).")
 _LIST = flags.DEFINE_bool("list_experiments", False, "Print the presets and exit.")
 _CONFIG = flags.DEFINE_string("config", None, "A config.json to start from (e.g. of another run).")
-_MODEL = flags.DEFINE_enum("model", None, ["mracnn", "cfan", "bpr", "vbpr"], "Model family.")
+_MODEL = flags.DEFINE_string(
+    "model", None,
+    "Model family: mracnn, cfan, bpr or vbpr. Starts from the family's preset (its demo preset on the "
+    "demo records) unless --experiment or --config names one of the same family.",
+)
 _VARIANT = flags.DEFINE_string("variant", None, "Model variant (e.g. full, text_only, vision_only, cfan_3task).")
 _BACKBONE = flags.DEFINE_string("backbone", None, "Backbone: vgg16, inception_v3, alexnet, mobilenet_v3, efficientnet, tiny.")
 _WEIGHTS = flags.DEFINE_string("weights", None, "Backbone weights: 'imagenet', a local weights file, or 'none'.")
@@ -81,6 +85,10 @@ _LOGICAL_CPUS = flags.DEFINE_integer(
 _MIXED = flags.DEFINE_bool("mixed_precision", None, "Train with the mixed_float16 policy.")
 _JIT = flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA.")
 _FEATURE_CACHE = flags.DEFINE_string("feature_cache", None, "Directory of cached backbone features (frozen backbone).")
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", None, ["cold", "warm"],
+    "Split protocol of CFAN/BPR/VBPR: cold (held-out images) or warm (held-out reviews of seen images).",
+)
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (default runs/<experiment>-<time>); reuse it to resume.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Export base directory (default <run_dir>/export).")
 _NO_EXPORT = flags.DEFINE_bool("export", True, "Export a SavedModel at the end (--noexport skips it).")
@@ -120,6 +128,7 @@ def overrides_from_flags() -> dict:
         "data.image_size": _IMAGE_SIZE,
         "data.max_len": _MAX_LEN,
         "data.feature_cache_dir": _FEATURE_CACHE,
+        "data.protocol": _PROTOCOL,
         "trainer.epochs": _EPOCHS,
         "trainer.learning_rate": _LR,
         "trainer.optimizer": _OPTIMIZER,
@@ -145,6 +154,34 @@ def overrides_from_flags() -> dict:
     return overrides
 
 
+def _is_demo_records(records_dir) -> bool:
+    from tfaesthetic.records import demo
+
+    try:
+        with open(os.path.join(records_dir, "manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (manifest.get("generator") or {}).get("name") == demo.GENERATOR_NAME
+
+
+def _family_config(config_lib, name, *, given):
+    """The preset of `--model=name`: its demo preset on the demo records, else its default.
+
+    A preset of another family is never reused (its parameters would leak); one named
+    explicitly with --experiment/--config is an error instead.
+    """
+    family = config_lib.get_family(name)
+    if given:
+        source = f"--config={_CONFIG.value}" if _CONFIG.value else f"--experiment={_EXPERIMENT.value}"
+        raise config_lib.ConfigError(
+            f"{source} is a preset of another model family than --model={name}. Drop one of them, or use "
+            f"--experiment={family.demo_preset} (demo records) or --experiment={family.preset}."
+        )
+    demo_records = _RECORDS.value is None or _is_demo_records(_RECORDS.value)
+    return config_lib.get_experiment(config_lib.family_preset(name, demo=demo_records))
+
+
 def build_config():
     """The experiment config from --experiment/--config plus the flags; demo records ensured.
 
@@ -157,6 +194,8 @@ def build_config():
         config = config_lib.ExperimentConfig.load(_CONFIG.value)
     else:
         config = config_lib.get_experiment(_EXPERIMENT.value)
+    if _MODEL.value is not None and _MODEL.value != config.model.name:
+        config = _family_config(config_lib, _MODEL.value, given=bool(_CONFIG.value) or flags.FLAGS["experiment"].present)
     uses_demo = config.data.records_dir == config_lib.DEMO_RECORDS_DIR and _RECORDS.value is None
     demo_size = None
     if uses_demo:
@@ -171,8 +210,9 @@ def build_config():
         # Logs and pipes: one line per epoch instead of a redrawn progress bar.
         config = config_lib.with_overrides(config, {"trainer.verbose": 2})
     config = config_lib.with_overrides(config, overrides_from_flags())
-    # Fail on contradictory flags before building anything.
+    # Fail on contradictory flags and unknown --param names before reading any record.
     config_lib.validate(config)
+    config_lib.check_model_params(config)
     if config.runtime.num_logical_cpu_devices > 1:
         # Before any TensorFlow op (building the demo records runs some).
         from tfaesthetic import trainer

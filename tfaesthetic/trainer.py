@@ -339,74 +339,106 @@ class MRACNNTask(Task):
 
 
 class ReviewTask(Task):
-    """CFAN / BPR / VBPR: one example per review, ranking metrics (seed 000 §4)."""
+    """CFAN / BPR / VBPR: one example per review, personalised metrics per serving path (seed 000 §4)."""
 
-    def build_model(self):
+    def image_kwargs(self) -> dict:
         m, d = self.config.model, self.config.data
-        uses_images = config_lib.uses_images(m)
-        image_kwargs = dict(
+        return dict(
             backbone=m.backbone,
             backbone_weights=m.weights or None,
             backbone_trainable=m.trainable_backbone,
-            image_size=d.image_size if uses_images else None,
+            image_size=d.image_size if config_lib.uses_images(m) else None,
         )
-        if m.name == "cfan":
-            from tfaesthetic.models.cfan import CFAN
 
-            kwargs = dict(image_kwargs, variant=m.variant, max_len=d.max_len)
-            vectors = self.vectors()
-            if vectors is not None:
-                kwargs["review_vectors"] = vectors
-                kwargs["embedding_dim"] = int(vectors.shape[1])
-                kwargs["freeze_embeddings"] = True
-            kwargs.update(m.params)
-            return CFAN.from_manifest(self.manifest, **kwargs)
-        from tfaesthetic.models import bpr
-
-        cls = bpr.BPR if m.name == "bpr" else bpr.VBPR
-        kwargs = {} if m.name == "bpr" else dict(image_kwargs)
+    def build_model(self):
+        m = self.config.model
+        kwargs = {} if m.name == "bpr" else self.image_kwargs()
         kwargs.update(m.params)
-        return cls.from_manifest(self.manifest, **kwargs)
+        return model_class(m.name).from_manifest(self.manifest, **kwargs)
 
     def evaluate(self, model, split):
         from tfaesthetic import data
         from tfaesthetic.metrics import ranking
 
-        dataset = data.build_dataset(self.config.data, False, split=split)
-        results = ranking.evaluate_ranking(
+        dataset = data.build_dataset(self.config.data, False, split=split, include_metadata=True)
+        results = ranking.evaluate_personalised(
             model,
             dataset,
             num_users=int(self.manifest["num_users"]),
             num_train_images=int(self.manifest.get("num_train_images", self.manifest.get("num_images"))),
         )
-        title = f"{self.config.model.name.upper()} ({self.config.model.variant}) on {split}"
+        results["protocol"] = getattr(self.config.data, "protocol", "cold")
+        title = (
+            f"{self.config.model.name.upper()} ({self.config.model.variant}) on {split}, "
+            f"{results['protocol']} protocol"
+        )
         return results, format_ranking_table(results, title, _read_tag_names(self.config.data.records_dir))
 
 
+class CFANTask(ReviewTask):
+    """CFAN and its CFN variants (seed 000)."""
+
+    def build_model(self):
+        from tfaesthetic.models.cfan import CFAN
+
+        m, d = self.config.model, self.config.data
+        kwargs = dict(self.image_kwargs(), variant=m.variant, max_len=d.max_len)
+        vectors = self.vectors()
+        if vectors is not None:
+            kwargs["review_vectors"] = vectors
+            kwargs["embedding_dim"] = int(vectors.shape[1])
+            kwargs["freeze_embeddings"] = True
+        kwargs.update(m.params)
+        return CFAN.from_manifest(self.manifest, **kwargs)
+
+
+_PATH_TITLES = {
+    "with_review": "with review",
+    "no_review": "without review",
+    "agnostic": "user-agnostic",
+    "unknown_user": "unknown user",
+}
+
+
 def format_ranking_table(results: dict, title: str = "", tag_names=None) -> str:
-    """A readable table of `evaluate_ranking` results: overall rows, then per tag."""
+    """A readable table of `evaluate_personalised` results: one column per serving path, then per tag."""
+    from tfaesthetic.metrics.ranking import PATH_DESCRIPTIONS, PATHS
+
     lines = [title, ""] if title else []
-    lines += ["| metric | value |", "|---|---:|"]
-    for key, value in results.items():
-        if isinstance(value, dict):
-            continue
-        lines.append(f"| {key} | {_fmt(value)} |")
-    per_tag = results.get("agnostic_accuracy_per_tag") or {}
+    paths = [p for p in PATHS if results.get(p)]
+    lines += ["| metric | " + " | ".join(_PATH_TITLES[p] for p in paths) + " |", "|---|" + "---:|" * len(paths)]
+    for key, label in (("auc", "AUC"), ("per_user_auc", "per-user AUC"), ("users_evaluated", "users evaluated"),
+                       ("rating_accuracy", "rating accuracy")):
+        lines.append(f"| {label} | " + " | ".join(_fmt(results[p].get(key)) for p in paths) + " |")
+    agnostic = results.get("agnostic")
+    lines.append("")
+    if agnostic:
+        lines.append(
+            f"user-agnostic accuracy (per image, {agnostic['images']} images): {_fmt(agnostic['accuracy'])} "
+            f"(majority class {_fmt(agnostic['majority_accuracy'])})"
+        )
+    if results.get("tag"):
+        tag = results["tag"]
+        lines.append(f"tag accuracy ({tag['images']} images): {_fmt(tag['accuracy'])} (most frequent tag {_fmt(tag['majority_accuracy'])})")
+    lines.append(
+        f"examples: {results.get('num_examples')} ({results.get('known_user_examples')} by known users); "
+        f"OOV images: {results.get('oov_images')}, OOV users: {results.get('oov_users')}"
+    )
+    lines += ["", "Paths:"] + [f"- {_PATH_TITLES[p]}: {PATH_DESCRIPTIONS[p]}" for p in paths]
+    per_tag = (agnostic or {}).get("accuracy_per_tag") or {}
     if per_tag:
         lines += ["", "| tag | n | user-agnostic accuracy (%) |", "|---|---:|---:|"]
         for tag, row in per_tag.items():
             name = tag
             if tag_names is not None and str(tag).lstrip("-").isdigit() and 0 <= int(tag) < len(tag_names):
                 name = tag_names[int(tag)]
-            if isinstance(row, dict):
-                accuracy, count = row.get("accuracy", float("nan")), row.get("count", "")
-            else:
-                accuracy, count = row, ""
-            lines.append(f"| {name} | {count} | {100.0 * float(accuracy):.2f} |")
+            lines.append(f"| {name} | {row.get('count', '')} | {100.0 * float(row['accuracy']):.2f} |")
     return "\n".join(lines)
 
 
 def _fmt(value):
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return "n/a" if np.isnan(value) else f"{value:.4f}"
     if isinstance(value, (tuple, list)):
@@ -415,8 +447,8 @@ def _fmt(value):
 
 
 def make_task(config: config_lib.ExperimentConfig, manifest: dict) -> Task:
-    """The `Task` of the config's model."""
-    return MRACNNTask(config, manifest) if config.model.name == "mracnn" else ReviewTask(config, manifest)
+    """The `Task` of the config's model family (`tfaesthetic.config` registry)."""
+    return config_lib.get_family(config.model.name).load_task()(config, manifest)
 
 
 # ---------------------------------------------------------------------------------------
@@ -787,37 +819,13 @@ def prepare_config(config: config_lib.ExperimentConfig, environ=None) -> tuple:
 
 
 def model_class(name: str):
-    """The Keras model class of a model name."""
-    if name == "mracnn":
-        from tfaesthetic.models.mracnn import MRACNN
-
-        return MRACNN
-    if name == "cfan":
-        from tfaesthetic.models.cfan import CFAN
-
-        return CFAN
-    from tfaesthetic.models import bpr
-
-    return bpr.BPR if name == "bpr" else bpr.VBPR
+    """The Keras model class of a model family (`tfaesthetic.config` registry)."""
+    return config_lib.get_family(name).load_model_class()
 
 
 def _check_model_params(config) -> None:
     """Unknown model hyperparameters (`--param`) fail before training, naming them."""
-    cls = model_class(config.model.name)
-    known = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass) and klass.__module__.startswith("tfaesthetic"):
-            known |= {
-                n for n, p in inspect.signature(klass.__init__).parameters.items()
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"
-            }
-    unknown = sorted(set(config.model.params) - known)
-    if unknown:
-        raise config_lib.ConfigError(
-            f"Unknown hyperparameters of --model={config.model.name}: "
-            + ", ".join(f"--param={n}" for n in unknown)
-            + f". Known: {sorted(known)}"
-        )
+    config_lib.check_model_params(config)
 
 
 def _check_budgets(config, manifest) -> None:
@@ -1069,7 +1077,7 @@ def _check_same_experiment(config, config_path):
         old = config_lib.ExperimentConfig.load(config_path)
     except (ValueError, OSError):
         return
-    keys = (("model", "name"), ("model", "variant"), ("model", "backbone"), ("data", "image_size"))
+    keys = (("model", "name"), ("model", "variant"), ("model", "backbone"), ("data", "image_size"), ("data", "protocol"))
     for section, key in keys:
         a, b = getattr(getattr(old, section), key), getattr(getattr(config, section), key)
         if a != b:

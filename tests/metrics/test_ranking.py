@@ -169,3 +169,53 @@ def test_evaluate_ranking_fig7_accuracy_is_per_image():
         assert result["agnostic_accuracy"] == pytest.approx(expected)
         assert result["agnostic_accuracy_per_tag"] == expected_per_tag
         assert result["num_examples"] == 10  # the AUC stays per review
+
+
+class _FakeReviewModel:
+    """Reads `review`: with it, the score is the label; without it, a per-user guess."""
+
+    input_keys = ("image_index", "user_index", "review")
+
+    def __call__(self, inputs, training=False):
+        review = np.asarray(inputs["review"])
+        users = np.asarray(inputs["user_index"]).astype("float32")
+        has_review = (review != 0).any(-1)
+        with_review = review[:, 0].astype("float32") - 1.0  # token 2 = good, 1 = bad
+        no_review = 0.1 + 0.01 * users + 0.001 * np.asarray(inputs["image_index"])
+        known = (users >= 0) & (users < 3)
+        agnostic = 0.2 + 0.002 * np.asarray(inputs["image_index"])
+        rating = np.where(has_review, with_review, no_review)
+        return {"user_rating": np.where(known, rating, agnostic), "agnostic_rating": agnostic,
+                "tag": np.eye(2)[np.asarray(inputs["image_index"]) % 2]}
+
+
+def test_evaluate_personalised_reports_each_path_separately():
+    rng = np.random.default_rng(0)
+    n = 40
+    labels_user = rng.integers(0, 2, n).astype("float32")
+    features = {
+        "image_index": np.arange(n, dtype="int32"),
+        "user_index": (np.arange(n) % 3).astype("int32"),
+        "review": np.stack([labels_user + 1, np.zeros(n)], -1).astype("int32"),
+    }
+    labels = {"user_rating": labels_user, "tag": (np.arange(n) % 2).astype("int32"),
+              "agnostic_rating": rng.integers(0, 2, n).astype("float32")}
+    batches = [({k: v[i:i + 16] for k, v in features.items()}, {k: v[i:i + 16] for k, v in labels.items()})
+               for i in range(0, n, 16)]
+    model = _FakeReviewModel()
+    result = ranking.evaluate_personalised(model, batches, num_users=3, num_train_images=10)
+    assert result["reads_review"] and result["num_examples"] == n and result["oov_images"] == n - 10
+    # With the review the fake model reads the label: AUC 1, a number that says nothing about taste.
+    assert result["with_review"]["auc"] == 1.0 and result["with_review"]["per_user_auc"] == 1.0
+    # Without it, the scores are the fake's no-review ones (all-padding review), per known user.
+    out = model(dict(features, review=np.zeros((n, 1), "int32")))
+    expected = ranking.per_user_auc(features["user_index"], labels_user, out["user_rating"])[0]
+    assert result["no_review"]["per_user_auc"] == pytest.approx(expected)
+    assert result["no_review"]["auc"] == pytest.approx(ranking.auc(labels_user, out["user_rating"]))
+    agnostic = ranking.per_user_auc(features["user_index"], labels_user, out["agnostic_rating"])[0]
+    assert result["agnostic"]["per_user_auc"] == pytest.approx(agnostic)
+    majority = max(labels["agnostic_rating"].mean(), 1 - labels["agnostic_rating"].mean())
+    assert result["agnostic"]["majority_accuracy"] == pytest.approx(majority)
+    # The unknown user gets the fallback (here: the agnostic score) on every example.
+    assert result["unknown_user"]["auc"] == pytest.approx(ranking.auc(labels_user, out["agnostic_rating"]))
+    assert result["tag"]["accuracy"] == 1.0 and result["tag"]["majority_accuracy"] == 0.5

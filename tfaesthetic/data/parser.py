@@ -79,6 +79,41 @@ def join_tokens(comment_tokens: tf.RaggedTensor, max_len: int) -> tf.Tensor:
     return tf.cast(flat, tf.int32)
 
 
+#: Parts of the warm protocol (index = the value `warm_part_of` returns).
+WARM_PARTS = ("train", "val", "test")
+#: Percent of the eligible reviews of training images held out for val and for test.
+WARM_HOLDOUT_PERCENT = 10
+
+
+def warm_part_of(image_index: tf.Tensor, users: tf.Tensor) -> tf.Tensor:
+    """The warm-protocol part (0 train, 1 val, 2 test) of each rated review of one image.
+
+    The warm protocol holds out reviews of *seen* images: the image stays in training
+    with another user's review. The first rated review of an image always stays in
+    training; a later one is eligible when its user differs from that first
+    review's user, and a deterministic hash of (image index, user) puts
+    `WARM_HOLDOUT_PERCENT`% of the eligible reviews in val and as many in test. So
+    every held-out image has a training review by another user, and a
+    (user, image) pair is never in two parts.
+
+    Args:
+        image_index: int scalar, the record's image index.
+        users: int `[R]`, the users of its rated reviews (in record order).
+
+    Returns:
+        int32 `[R]` in {0, 1, 2}.
+    """
+    users = tf.cast(users, tf.int64)
+    n = tf.shape(users)[0]
+    first_user = tf.cond(n > 0, lambda: users[0], lambda: tf.constant(-2, tf.int64))
+    eligible = tf.logical_and(tf.range(n) > 0, tf.not_equal(users, first_user))
+    # Knuth multiplicative hashing of the pair, kept in 31 bits.
+    key = (tf.cast(image_index, tf.int64) * 2654435761 + (users + 7) * 40503) % 2147483647
+    bucket = tf.cast(key % 100, tf.int32)
+    part = tf.where(bucket < WARM_HOLDOUT_PERCENT, 1, tf.where(bucket < 2 * WARM_HOLDOUT_PERCENT, 2, 0))
+    return tf.where(eligible, part, 0)
+
+
 class Parser:
     """Turns decoder output into `(features, labels, metadata)`.
 
@@ -96,6 +131,11 @@ class Parser:
             with `tfaesthetic.text.tokenize` (e.g. a vocabulary other than the
             records'); otherwise the records' token ids are used.
         seed: augmentation seed.
+        warm_part: mode "review" only. None (default): every rated review of the
+            records read (the "cold" protocol: val/test are other images). "train",
+            "val" or "test": the "warm" protocol on the *training* records, see
+            `warm_part_of`: "train" keeps the reviews not held out, "val"/"test" the
+            held-out reviews of seen images.
     """
 
     def __init__(
@@ -112,7 +152,10 @@ class Parser:
         augment: bool = True,
         vocabulary: Optional[text_lib.Vocabulary] = None,
         seed: Optional[int] = None,
+        warm_part: Optional[str] = None,
     ):
+        if warm_part not in (None, "train", "val", "test"):
+            raise ValueError(f"Expected warm_part in (None, 'train', 'val', 'test'). Received: warm_part={warm_part!r}")
         if mode not in MODES:
             raise ValueError(f"Expected mode in {tuple(MODES)}. Received: mode={mode!r}")
         features = tuple(features)
@@ -136,6 +179,7 @@ class Parser:
         self.augment = augment
         self.vocabulary = vocabulary
         self.seed = seed
+        self.warm_part = warm_part
 
     def decoder_outputs(self) -> tuple:
         """The `Decoder` outputs `parse_image` reads (the rest need not be parsed)."""
@@ -220,6 +264,9 @@ class Parser:
         if "image" in parsed:
             shared["image"] = parsed["image"]
         per_review = {"review": parsed["_reviews"], "user_index": parsed["_users"], "rating": parsed["_ratings"]}
+        if self.warm_part is not None:
+            keep = tf.equal(warm_part_of(parsed["image_index"], parsed["_users"]), WARM_PARTS.index(self.warm_part))
+            per_review = {k: tf.boolean_mask(v, keep) for k, v in per_review.items()}
         reviews = tf.data.Dataset.from_tensor_slices(per_review)
         images = tf.data.Dataset.from_tensors(shared).repeat()
         return tf.data.Dataset.zip((images, reviews)).map(self._review_example)

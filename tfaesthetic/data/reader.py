@@ -196,7 +196,12 @@ def num_examples(records_dir, split: str, mode: str = "image") -> int:
     raise ValueError(f"Expected mode in {tuple(parser_lib.MODES)}. Received: mode={mode!r}")
 
 
-def make_parser(config, manifest: dict, records_dir) -> parser_lib.Parser:
+def warm_protocol(config) -> bool:
+    """Whether `config` asks for the warm split protocol (review mode only)."""
+    return getattr(config, "protocol", "cold") == "warm" and config.mode == "review"
+
+
+def make_parser(config, manifest: dict, records_dir, split=None) -> parser_lib.Parser:
     """The `Parser` for `config` and the records' manifest (checks image availability)."""
     feats = tuple(config.features)
     if "image" in feats and not manifest.get("has_images", False):
@@ -219,6 +224,7 @@ def make_parser(config, manifest: dict, records_dir) -> parser_lib.Parser:
         augment=getattr(config, "augment", True),
         vocabulary=vocabulary,
         seed=getattr(config, "seed", None),
+        warm_part=split if warm_protocol(config) else None,
     )
 
 
@@ -246,10 +252,13 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
         raise ValueError("DataConfig.records_dir is empty. Received: records_dir=''")
     split = split or ("train" if is_training else "val")
     manifest = writer.read_manifest(records_dir)
-    parser = make_parser(config, manifest, records_dir)
-    paths = shard_paths(records_dir, split, manifest)
+    parser = make_parser(config, manifest, records_dir, split)
+    # Warm protocol: every part is cut from the training records' reviews (the
+    # val/test records, images never trained on, belong to the cold protocol).
+    shard_split = "train" if warm_protocol(config) else split
+    paths = shard_paths(records_dir, shard_split, manifest)
     if getattr(config, "validate_shards", True):
-        validate_shards(records_dir, split)
+        validate_shards(records_dir, shard_split)
 
     seed = getattr(config, "seed", None)
     batch_size = int(config.global_batch_size)

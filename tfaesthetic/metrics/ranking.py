@@ -236,3 +236,132 @@ def evaluate_ranking(
         result["agnostic_accuracy"] = accuracy(labels, scores)
         result["agnostic_accuracy_per_tag"] = per_tag_accuracy(tags, labels, scores)
     return result
+
+
+#: The personalised paths `evaluate_personalised` reports, in table order.
+PATHS = ("with_review", "no_review", "agnostic", "unknown_user")
+PATH_DESCRIPTIONS = {
+    "with_review": "known user, reads this review (paper protocol; demo labels derive from it)",
+    "no_review": "known user, review withheld (taste-profile path; the practical case)",
+    "agnostic": "user-agnostic rating beta_hat_v ranked per user (the baseline no_review must beat)",
+    "unknown_user": "user id unknown to the model (served fallback)",
+}
+
+
+def _rating_block(users, labels, scores):
+    mean_user_auc, per_user = per_user_auc(users, labels, scores)
+    return {
+        "auc": auc(labels, scores),
+        "per_user_auc": mean_user_auc,
+        "users_evaluated": len(per_user),
+        "rating_accuracy": accuracy(labels, scores),
+    }
+
+
+def evaluate_personalised(model, dataset, *, num_users, num_train_images, unknown_user=-1):
+    """The personalised metrics of every serving path, side by side, in one pass.
+
+    Seed 000 derives each user's rating from that user's review, so a model reading
+    the review at test time can read the label; the figures are therefore reported
+    per path (`PATHS`), never mixed:
+
+    - `with_review`: the model called with the review (the paper's protocol), only
+      for models that read reviews;
+    - `no_review`: a known user and no review: `model.predict_without_review` where
+      the model reads reviews (CFAN's taste profiles), else the model itself (BPR,
+      VBPR and the CFN variants never see a review);
+    - `agnostic`: the user-agnostic rating beta_hat_v, scored per user like the
+      others (the baseline the no-review path must beat) and per image (Fig. 7
+      accuracy, with the split's majority class for comparison);
+    - `unknown_user`: every user id replaced by `unknown_user` (the served fallback).
+
+    Per-user AUC is over known users (index in `[0, num_users)`) whose examples hold
+    both classes; the AUC and rating accuracy of `with_review` / `no_review` /
+    `agnostic` are over the known users' reviews, those of `unknown_user` over all.
+
+    Args:
+        model: a review-mode model (`CFAN`, `BPR`, `VBPR`).
+        dataset: `(features, labels[, metadata])` batches of a review-mode split.
+        num_users: users the model embeds.
+        num_train_images: images the model embeds.
+        unknown_user: the user index used for the unknown-user path.
+
+    Returns:
+        dict: `num_examples`, `oov_users`, `oov_images`, `reads_review`, one dict per
+        path in `PATHS` (None where the model has no such path), and `tag`
+        (`accuracy` of the tag head per image and `majority_accuracy`) when the
+        model has a tag head.
+    """
+    input_keys = tuple(getattr(model, "input_keys", None) or ())
+    reads_review = "review" in input_keys
+    no_review_fn = None
+    if reads_review:
+        # The no-review path is the model fed an all-padding review (what
+        # `CFAN.predict_without_review` does); an export is called the same way.
+        no_review_fn = getattr(model, "predict_without_review", None) or (
+            lambda inputs: model(
+                dict(inputs, review=np.zeros((len(inputs["user_index"]), 1), "int32")), training=False
+            )
+        )
+    columns = collections.defaultdict(list)
+    for batch in dataset:
+        features, labels = batch[0], batch[1]
+        meta = batch[2] if len(batch) > 2 else None
+        key = meta["image_id"] if meta is not None and "image_id" in meta else features["image_index"]
+        columns["image_key"].append(np.asarray(key).reshape(-1))
+        inputs = {k: np.asarray(v) for k, v in features.items() if not input_keys or k in input_keys}
+        outputs = model(inputs, training=False)
+        no_review = no_review_fn(inputs) if no_review_fn is not None else outputs
+        # The unknown user has no review either (what a served anonymous request sends).
+        anonymous_inputs = dict(inputs, user_index=np.full_like(np.asarray(features["user_index"]), unknown_user))
+        anonymous = no_review_fn(anonymous_inputs) if no_review_fn is not None else model(anonymous_inputs, training=False)
+        columns["user"].append(np.asarray(features["user_index"]).reshape(-1))
+        columns["image"].append(np.asarray(features["image_index"]).reshape(-1))
+        columns["rating"].append(np.asarray(labels["user_rating"]).reshape(-1))
+        columns["tag"].append(np.asarray(labels["tag"]).reshape(-1))
+        columns["agnostic"].append(np.asarray(labels["agnostic_rating"]).reshape(-1))
+        columns["with_review"].append(np.asarray(outputs["user_rating"]).reshape(-1))
+        columns["no_review"].append(np.asarray(no_review["user_rating"]).reshape(-1))
+        columns["unknown_user"].append(np.asarray(anonymous["user_rating"]).reshape(-1))
+        if "agnostic_rating" in outputs:
+            columns["agnostic_score"].append(np.asarray(outputs["agnostic_rating"]).reshape(-1))
+        if "tag" in outputs:
+            columns["tag_pred"].append(np.argmax(np.asarray(outputs["tag"]), axis=-1).reshape(-1))
+    data = {k: np.concatenate(v) for k, v in columns.items()}
+    if not data:
+        return {"num_examples": 0, "reads_review": reads_review, **{p: None for p in PATHS}}
+    known = (data["user"] >= 0) & (data["user"] < num_users)
+    users, ratings = data["user"][known], data["rating"][known]
+    result = {
+        "num_examples": int(len(data["rating"])),
+        "known_user_examples": int(known.sum()),
+        "oov_users": count_out_of_range(data["user"], num_users),
+        "oov_images": count_out_of_range(data["image"], num_train_images),
+        "reads_review": reads_review,
+        "with_review": _rating_block(users, ratings, data["with_review"][known]) if reads_review else None,
+        "no_review": _rating_block(users, ratings, data["no_review"][known]),
+        "agnostic": None,
+        "unknown_user": _rating_block(data["user"], data["rating"], data["unknown_user"]),
+    }
+    first = first_per_group(data["image_key"])
+    if "agnostic_score" in data:
+        block = _rating_block(users, ratings, data["agnostic_score"][known])
+        labels, scores, tags = data["agnostic"][first], data["agnostic_score"][first], data["tag"][first]
+        voted = labels[labels >= 0]
+        block.update(
+            images=int(voted.size),
+            accuracy=accuracy(labels, scores),
+            majority_accuracy=float(max(voted.mean(), 1 - voted.mean())) if voted.size else float("nan"),
+            accuracy_per_tag=per_tag_accuracy(tags, labels, scores),
+        )
+        result["agnostic"] = block
+    if "tag_pred" in data:
+        tags, predicted = data["tag"][first], data["tag_pred"][first]
+        tagged = tags >= 0
+        counts = np.bincount(tags[tagged]) if tagged.any() else np.zeros(1)
+        result["tag"] = {
+            "images": int(tagged.sum()),
+            "accuracy": float(np.mean(predicted[tagged] == tags[tagged])) if tagged.any() else float("nan"),
+            "majority_accuracy": float(counts.max() / max(1, counts.sum())),
+        }
+    return result

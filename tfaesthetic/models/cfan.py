@@ -34,7 +34,8 @@ No review (practical serving). Each user also has a learned taste profile p_u in
 review-encoding space. Where the review is empty (all padding), p_u stands in for
 h_uv, so the attention kernel is K = sigmoid(W_k p_u + b_k), the user's learned
 kernel. p_u is trained (a) by an auxiliary loss `profile_weight * mean ||p_u -
-stop_gradient(h_uv)||^2` over examples with a review (matching the encoding matches
+stop_gradient(h_uv)||^2` over examples with a review, in training only (a regulariser,
+not part of the Eq. 6 objective that the validation loss measures; matching the encoding matches
 the kernel, a fixed function of it, with E numbers per user instead of k*k*D), and
 (b) end to end through `review_dropout`: in training that fraction of reviews is
 treated as absent. `predict_without_review` runs this path explicitly.
@@ -132,8 +133,9 @@ class TasteProfile(keras.layers.Layer):
 
     Holds a `[num_rows, units]` table. Returns `h = h_uv` where the review is present
     and `p_u` where it is absent (or dropped with `review_dropout` in training), and
-    adds `weight * mean_{reviewed} mean_e (p_u - stop_gradient(h_uv))^2` to the
-    model's losses.
+    in training adds `weight * mean_{reviewed} mean_e (p_u - stop_gradient(h_uv))^2`
+    to the model's losses (only in training: it is a regulariser of the no-review
+    path, not part of the Eq. 6 objective that validation monitors).
 
     Args:
         num_rows: rows of the profile table (users + the OOV row).
@@ -170,7 +172,11 @@ class TasteProfile(keras.layers.Layer):
     def call(self, user_index, encoding, has_review, training=None):
         profile = ops.take(self.profiles, user_index, axis=0)
         use_review = ops.cast(has_review, "bool")
-        if self.weight:
+        if training and self.weight:
+            # A training-only regulariser: not part of the Eq. 6 objective, so it is
+            # left out of the validation loss that selects the best epoch (the gap
+            # grows while the encoder learns review-specific verdicts that one
+            # profile per user cannot match).
             mask = ops.cast(use_review, encoding.dtype)
             gap = ops.mean(ops.square(profile - ops.stop_gradient(encoding)), axis=-1)
             self.add_loss(self.weight * ops.sum(mask * gap) / ops.maximum(ops.sum(mask), 1.0))
