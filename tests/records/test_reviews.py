@@ -58,7 +58,7 @@ def test_paper_examples_get_the_paper_types():
 def test_derived_levels_and_ratings_match_numpy_reference():
     texts, pos, neg = zip(*ANNOTATED)
     expected_levels, expected_ratings = numpy_levels(pos, neg)
-    derived = [reviews.derive(t) for t in texts]
+    derived = [reviews.derive(t, reviews.PAPER_RULES) for t in texts]
     assert [d.kind for d in derived] == ["I"] * len(texts)
     assert [(d.positive, d.negative) for d in derived] == list(zip(pos, neg))
     np.testing.assert_array_equal([d.level for d in derived], expected_levels)
