@@ -115,6 +115,22 @@ class MRACNN(keras.Model):
         comment_dropout: training only: the fraction of examples whose text
             features are replaced by the "no comment" vector, so that it learns
             to stand for images without comments (0 = off, needs `"learned"`).
+        text_encoder: the language stream: `"cnn"`, the paper's Text-CNN
+            (the `text_only` reference), or `"cnn_bag"`, the Text-CNN beside a
+            learned bag of words and hashed word pairs (`NGramBag`), their
+            features concatenated; for real comments, where a linear bag of
+            words is a strong baseline (`mracnn_text_real` preset,
+            `benchmarks/real_comments.py`). Both read the same token ids, so
+            the serving graph (raw strings in) is unchanged.
+        bag_units: `NGramBag` vector size (`"cnn_bag"` only).
+        bag_buckets: hash buckets of its word pairs (0: single words only).
+        bag_pooling: `"mean"` or `"sqrt"` pooling of the bag.
+        bag_dropout: dropout on the bag's output.
+        bag_l2: L2 penalty on the bag's tables.
+        fine_tune_vectors: keep training word vectors loaded with
+            `initialize_embeddings` (the paper freezes them).
+        vector_pooling: Text-CNN extra features: masked mean / max / min over
+            time of the word vectors (`TextCNN(vector_pooling=...)`).
         **kwargs: `keras.Model` arguments (`name`, `trainable`, `dtype`).
 
     Call arguments:
@@ -161,6 +177,7 @@ class MRACNN(keras.Model):
         bag_dropout=0.0,
         bag_l2=0.0,
         fine_tune_vectors=False,
+        vector_pooling=(),
         **kwargs,
     ):
         if variant not in VARIANTS:
@@ -216,6 +233,7 @@ class MRACNN(keras.Model):
                 trainable_embeddings=trainable_embeddings,
                 empty_text=empty_text,
                 comment_dropout=comment_dropout,
+                vector_pooling=tuple(vector_pooling),
                 name="text_cnn",
             )
             if text_encoder == "cnn_bag":
@@ -316,6 +334,7 @@ class MRACNN(keras.Model):
         self.bag_dropout = bag_dropout
         self.bag_l2 = bag_l2
         self.fine_tune_vectors = bool(fine_tune_vectors)
+        self.vector_pooling = tuple(vector_pooling)
 
     @property
     def input_keys(self):
@@ -443,6 +462,7 @@ class MRACNN(keras.Model):
             "bag_dropout": self.bag_dropout,
             "bag_l2": self.bag_l2,
             "fine_tune_vectors": self.fine_tune_vectors,
+            "vector_pooling": list(self.vector_pooling),
         }
 
     @classmethod

@@ -634,6 +634,24 @@ def report(manifest: dict, out_dir: str, rejections: Rejections) -> str:
     lines.append(rejections.summary())
     if manifest.get("consistency") is not None:
         lines.append(f"Eq. 7 consistency of derived ratings with votes: {100 * manifest['consistency']:.2f}%")
+    check = manifest.get("review_check")
+    if check:
+        c, r = check["consistency"], check["share_good_srcc"]
+
+        def pct(v):
+            return "n/a" if v is None else f"{100 * v:.2f}%"
+
+        def num(v):
+            return "n/a" if v is None else f"{v:.3f}"
+
+        lines.append(
+            f"  references: every comment 'good' {pct(c['all_good'])} (on the {check['images_rated']} images with "
+            f"a derived rating: {pct(c['all_good_same_images'])}), VADER compound sign {pct(c['vader_sign'])}"
+        )
+        lines.append(
+            f"  per image SRCC with the mean vote: share of 'good' derived ratings {num(r['derived'])}, "
+            f"share of positive VADER compounds {num(r['vader_positive'])}, mean preference level {num(r['mean_level'])}"
+        )
     lines.append(f"records: {os.path.abspath(out_dir)} (manifest.json, rejected.jsonl)")
     return "\n".join(lines)
 

@@ -377,12 +377,20 @@ def weighted_sentiment(text: str, rules: ReviewRules = ReviewRules()) -> tuple:
     The words before the last of `rules.contrast_words` count
     `rules.contrast_before_weight` each ("Nice idea, but it is too dark":
     0.5 positive, 1 negative); each match of `rules.critique_patterns` adds
-    `rules.critique_weight` negative words ("The crop would have been better
-    tighter": 0 positive, 1 negative).
+    `rules.critique_weight` negative words, and the words of the match are not
+    counted otherwise ("The crop would have been better tighter": 0 positive,
+    1 negative).
 
     Returns:
         `(positive, negative)` as floats.
     """
+    critiques = 0
+    if rules.critique_weight:
+        # A matched critique counts as negative; its own words ("better") do not count.
+        text = text.lower().replace("\u2019", "'")
+        for pattern in _compiled_all(rules)[4]:
+            text, found = pattern.subn(" ", text)
+            critiques += found
     tokens = words(text)
     last = max((i for i, w in enumerate(tokens) if w in rules.contrast_words), default=-1)
     if last >= 0 and rules.contrast_before_weight != 1.0:
@@ -392,10 +400,7 @@ def weighted_sentiment(text: str, rules: ReviewRules = ReviewRules()) -> tuple:
         negative = rules.contrast_before_weight * n0 + n1
     else:
         positive, negative = _count_words(tokens, rules)
-    if rules.critique_weight:
-        _, _, _, _, critiques = _compiled_all(rules)
-        lower = text.lower().replace("\u2019", "'")
-        negative += rules.critique_weight * sum(len(p.findall(lower)) for p in critiques)
+    negative += rules.critique_weight * critiques
     return float(positive), float(negative)
 
 
@@ -644,3 +649,66 @@ def records_consistency(records, scale: features.ScoreScale) -> Optional[float]:
         return None
     value = consistency(means, ratings, scale.threshold)
     return None if np.isnan(value) else value
+
+
+def review_check(records, scale: features.ScoreScale) -> Optional[dict]:
+    """How well the derived ratings agree with the votes, beside two trivial references.
+
+    Over the images with votes and at least one comment:
+
+    - `consistency`: Eq. 7 (`consistency`) of `derived` (the comments' `rating`),
+      of `all_good` (every comment rated 1: the share of images above the
+      threshold), of `all_good_same_images` (every comment rated 1, on the images
+      that have a derived rating, the images `derived` is computed on), and of
+      `vader_sign` (a comment is 1 when its VADER compound score is >= 0);
+    - `share_good_srcc`: the Spearman correlation between each image's mean vote
+      and its share of 1s: `derived` (images with a derived rating),
+      `vader_positive` (share of comments with compound > 0) and `mean_level`
+      (the mean preference level of the comments, types III/IV included);
+    - `images`, `images_rated`: how many images enter each figure.
+
+    Args:
+        records: `ImageRecord`s after `derive_ratings`.
+        scale: the score scale (threshold of Eq. 7).
+
+    Returns:
+        The dict above (floats; None where no image qualifies), or None when no
+        image has votes and comments.
+    """
+    from tfaesthetic.metrics.evaluation import spearman
+
+    rows = [r for r in records if r.votes is not None and sum(r.votes) > 0 and r.comments]
+    if not rows:
+        return None
+    means = [mean_score(r.votes, scale) for r in rows]
+    derived = [[int(c.rating) for c in r.comments] for r in rows]
+    compounds = [[_compound(c.text) for c in r.comments] for r in rows]
+    rated = [i for i, s in enumerate(derived) if any(x in (0, 1) for x in s)]
+
+    def eq7(indices, ratings):
+        value = consistency([means[i] for i in indices], [ratings[i] for i in indices], scale.threshold)
+        return None if np.isnan(value) else float(value)
+
+    def srcc(indices, values):
+        if len(indices) < 2:
+            return None
+        value = spearman(np.asarray([means[i] for i in indices]), np.asarray(values, dtype=np.float64))
+        return None if not np.isfinite(value) else float(value)
+
+    everyone = list(range(len(rows)))
+    good = [[1] * len(s) for s in derived]
+    return {
+        "consistency": {
+            "derived": eq7(everyone, derived),
+            "all_good": eq7(everyone, good),
+            "all_good_same_images": eq7(rated, good),
+            "vader_sign": eq7(everyone, [[int(v >= 0) for v in c] for c in compounds]),
+        },
+        "share_good_srcc": {
+            "derived": srcc(rated, [np.mean([x for x in derived[i] if x in (0, 1)]) for i in rated]),
+            "vader_positive": srcc(everyone, [np.mean([v > 0 for v in c]) for c in compounds]),
+            "mean_level": srcc(everyone, [np.mean([c.sentiment for c in r.comments]) for r in rows]),
+        },
+        "images": len(rows),
+        "images_rated": len(rated),
+    }
