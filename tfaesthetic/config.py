@@ -651,15 +651,18 @@ def _mracnn_text_real():
     from tfaesthetic.layers.vectors import packaged_glove_path
 
     return ExperimentConfig(
-        data=DataConfig(records_dir="records/ava_comments", image_size=224, max_len=200, global_batch_size=32),
+        data=DataConfig(records_dir="records/ava_comments", image_size=224, max_len=200, global_batch_size=64),
         model=ModelConfig(
             name="mracnn", variant="text_only", backbone="vgg16", weights=None, embeddings=packaged_glove_path(),
+            # Text-CNN of 16 width-1 maps plus the masked mean / max / min of the frozen
+            # vectors, beside a 16-d bag of words and 2^16 hashed bigrams (sqrt pooling, L2).
             params=dict(
-                text_encoder="cnn_bag", num_filters=100, kernel_sizes=[1, 2, 3], text_dropout=0.5,
-                bag_units=16, bag_buckets=65536, bag_dropout=0.0, bag_l2=0.0,
+                text_encoder="cnn_bag", num_filters=16, kernel_sizes=[1], text_dropout=0.5,
+                vector_pooling=["mean", "max", "min"],
+                bag_units=16, bag_buckets=65536, bag_pooling="sqrt", bag_dropout=0.0, bag_l2=1e-4,
             ),
         ),
         trainer=TrainerConfig(
-            epochs=30, optimizer="adam", learning_rate=1e-3, schedule="constant", early_stopping_patience=5,
+            epochs=40, optimizer="adam", learning_rate=3e-3, schedule="constant", early_stopping_patience=8,
         ),
     )
