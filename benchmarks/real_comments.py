@@ -237,7 +237,9 @@ def main(argv=None):
         train_texts, train_votes = split_rows(records_dir, "train")
         test_texts, test_votes = split_rows(records_dir, "test")
 
-        rows = {"training prior": {**prior_row(train_votes, test_votes, scale), "train_seconds": 0.0}}
+        prior = prior_row(train_votes, test_votes, scale)
+        prior.update(srcc=0.0, plcc=0.0)  # a constant prediction: no correlation (undefined, reported as 0)
+        rows = {"training prior (constant)": {**prior, "train_seconds": 0.0}}
         rows.update(ridge_rows(train_texts, train_votes, test_texts, test_votes, scale))
         runs = {}
         for name in presets:
@@ -246,7 +248,7 @@ def main(argv=None):
                 runs[name].append(run_preset(name, seed, records_dir, work_dir, overrides))
                 r = runs[name][-1]
                 print(f"{name} seed {seed}: SRCC {r['srcc']:.4f} PLCC {r['plcc']:.4f} EMD {r['emd']:.4f} "
-                      f"acc {r['accuracy']:.4f} ({r['train_seconds']:.0f} s, {r['epochs_run']} epochs)", flush=True)
+                      f"acc {r['accuracy']:.4f} ({r['train_seconds']:.0f} s, {len(r['epochs_run'])} epochs)", flush=True)
             rows[f"`{name}`"] = mean_rows(runs[name])
         title = (
             f"val split of {os.path.basename(args.jsonl)} ({manifest['splits']['test']} images; trained on "
