@@ -54,6 +54,9 @@ class NGramBagTest(TestCase):
                 weights = [np.asarray(w, "float64") for w in layer.get_weights()]
                 expected = numpy_bag(TOKENS, weights[0], weights[1] if buckets else None, buckets, pooling)
                 self.assertAllClose(layer(TOKENS), expected, atol=1e-5)
+        scaled = self._randomised(num_buckets=7, scale=2.5)
+        weights = [np.asarray(w, "float64") for w in scaled.get_weights()]
+        self.assertAllClose(scaled(TOKENS), 2.5 * numpy_bag(TOKENS, weights[0], weights[1], 7), atol=1e-5)
 
     def test_padding_invariance_and_empty_row(self):
         layer = self._randomised(num_buckets=7)
@@ -77,6 +80,7 @@ class NGramBagTest(TestCase):
         model = keras.Model(inputs, NGramBag(vocab_size=16, units=3, num_buckets=7, dropout=0.2)(inputs))
         restored = self.run_model_saving_test(model, TOKENS)
         self.assertEqual(restored.layers[-1].get_config()["num_buckets"], 7)
+        self.assertEqual(restored.layers[-1].get_config()["scale"], 1.0)
 
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match="Received: vocab_size=1"):
@@ -85,6 +89,8 @@ class NGramBagTest(TestCase):
             NGramBag(vocab_size=4, pooling="max")
         with pytest.raises(ValueError, match="Received: num_buckets=-1"):
             NGramBag(vocab_size=4, num_buckets=-1)
+        with pytest.raises(ValueError, match="Received: scale=0"):
+            NGramBag(vocab_size=4, scale=0)
 
 
 class TextCNNVectorPoolingTest(TestCase):

@@ -17,7 +17,7 @@ class NGramBag(keras.layers.Layer):
     With `t_1 … t_n` the non-padding token ids of a row (padding id 0 is skipped
     wherever it is), the layer returns
 
-        u = Σ_i U[t_i] / z(n),    b = Σ_i B[h(t_i, t_{i+1})] / z(n − 1),    y = u + b,
+        u = Σ_i U[t_i] / z(n),    b = Σ_i B[h(t_i, t_{i+1})] / z(n − 1),    y = scale · (u + b),
 
     where `U` `[vocab_size, units]` holds one vector per word, `B`
     `[num_buckets, units]` one vector per hash bucket of adjacent pairs (pairs
@@ -39,6 +39,9 @@ class NGramBag(keras.layers.Layer):
         pooling: `"mean"` or `"sqrt"` (sum divided by the square root of the count).
         dropout: dropout rate on the output.
         l2: L2 penalty factor on both tables (0 = none).
+        scale: constant factor on the output, `y = scale · (u + b)`: under Adam,
+            whose steps do not depend on the gradient's size, it multiplies the
+            branch's effective learning rate (and its initial spread).
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -49,7 +52,9 @@ class NGramBag(keras.layers.Layer):
         `[B, units]`.
     """
 
-    def __init__(self, vocab_size, units=16, num_buckets=0, pooling="mean", dropout=0.0, l2=0.0, **kwargs):
+    def __init__(
+        self, vocab_size, units=16, num_buckets=0, pooling="mean", dropout=0.0, l2=0.0, scale=1.0, **kwargs
+    ):
         super().__init__(**kwargs)
         for name, value, low in (("vocab_size", vocab_size, 2), ("units", units, 1), ("num_buckets", num_buckets, 0)):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
@@ -66,6 +71,9 @@ class NGramBag(keras.layers.Layer):
         self.pooling = pooling
         self.dropout = float(dropout)
         self.l2 = float(l2)
+        if not scale > 0:
+            raise ValueError(f"`scale` must be > 0. Received: scale={scale}")
+        self.scale = float(scale)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
 
     def build(self, input_shape):
@@ -97,6 +105,8 @@ class NGramBag(keras.layers.Layer):
             pairs = ops.take(ops.cast(self.bigrams, self.compute_dtype), buckets, axis=0)
             pair_count = ops.sum(pair_real, axis=1, keepdims=True)
             features = features + ops.sum(pairs * ops.expand_dims(pair_real, -1), axis=1) / self._normaliser(pair_count)
+        if self.scale != 1.0:
+            features = features * self.scale
         return self.dropout_layer(features, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -112,6 +122,7 @@ class NGramBag(keras.layers.Layer):
                 "pooling": self.pooling,
                 "dropout": self.dropout,
                 "l2": self.l2,
+                "scale": self.scale,
             }
         )
         return config

@@ -127,6 +127,8 @@ class MRACNN(keras.Model):
         bag_pooling: `"mean"` or `"sqrt"` pooling of the bag.
         bag_dropout: dropout on the bag's output.
         bag_l2: L2 penalty on the bag's tables.
+        bag_scale: output factor of the bag (its effective learning rate
+            under Adam, `NGramBag(scale=...)`).
         fine_tune_vectors: keep training word vectors loaded with
             `initialize_embeddings` (the paper freezes them).
         vector_pooling: Text-CNN extra features: masked mean / max / min over
@@ -176,6 +178,7 @@ class MRACNN(keras.Model):
         bag_pooling="mean",
         bag_dropout=0.0,
         bag_l2=0.0,
+        bag_scale=1.0,
         fine_tune_vectors=False,
         vector_pooling=(),
         **kwargs,
@@ -244,6 +247,7 @@ class MRACNN(keras.Model):
                     pooling=bag_pooling,
                     dropout=_rate("bag_dropout", bag_dropout),
                     l2=float(bag_l2),
+                    scale=float(bag_scale),
                     name="ngram_bag",
                 )
                 self.text_concat = keras.layers.Concatenate(name="text_features")
@@ -333,6 +337,7 @@ class MRACNN(keras.Model):
         self.bag_pooling = bag_pooling
         self.bag_dropout = bag_dropout
         self.bag_l2 = bag_l2
+        self.bag_scale = bag_scale
         self.fine_tune_vectors = bool(fine_tune_vectors)
         self.vector_pooling = tuple(vector_pooling)
 
@@ -461,6 +466,7 @@ class MRACNN(keras.Model):
             "bag_pooling": self.bag_pooling,
             "bag_dropout": self.bag_dropout,
             "bag_l2": self.bag_l2,
+            "bag_scale": self.bag_scale,
             "fine_tune_vectors": self.fine_tune_vectors,
             "vector_pooling": list(self.vector_pooling),
         }
