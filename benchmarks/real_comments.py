@@ -284,6 +284,7 @@ def check_lines(check):
     """The Eq. 7 figures of the review derivation beside its references."""
     lines = ["| review derivation (all splits) | Eq. 7 consistency (%) |", "|---|---:|"]
     for key, label in (("derived", "derived ratings (tfaesthetic.records.reviews)"), ("all_good", 'every comment "good"'),
+                       ("all_good_same_images", 'every comment "good", on the images with a derived rating'),
                        ("vader_sign", "VADER compound sign")):
         if check.get("consistency", {}).get(key) is not None:
             lines.append(f"| {label} | {100 * check['consistency'][key]:.2f} |")
