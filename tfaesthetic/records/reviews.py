@@ -167,6 +167,17 @@ _PHOTOGRAPHIC_POLARITY = {
 
 _EXCESS_WORDS = ("too", "overly", "excessively")
 
+_CONTRAST_WORDS = ("but", "however", "though", "although", "yet", "except")
+
+# Critique with no sentiment word: a suggestion of what would have made it better.
+_CRITIQUE_PATTERNS = (
+    r"\b(?:would|could|might)\s+(?:have\s+)?(?:been|be|look)\s+(?:\w+\s+)?(?:better|stronger|improved|nicer)\b",
+    r"\b(?:needs?|needed)\s+(?:a\s+(?:bit|little)\s+)?(?:more|less|to\s+be)\b",
+    r"\bi'?d\s+(?:have\s+)?(?:crop\w*|move\w*|tighten\w*|remove\w*|suggest\w*)\b",
+    r"\b(?:could|should)\s+(?:have\s+)?(?:used|use|been\s+cropped|crop\w*)\b",
+    r"\bnot\s+(?:much|enough)\b",
+)
+
 # "like" is a verb of feeling only in these contexts; elsewhere it is a preposition.
 _LIKE_SUBJECTS = ("i", "we", "really", "just", "do", "would", "'d", "d", "definitely", "also")
 
@@ -206,6 +217,26 @@ class ReviewRules:
             the five levels are 'bad', so 2).
         rewrite_feelings: whether type II comments are counted on the rewritten
             "The photo is good/bad" (paper) rather than on their own words.
+        contrast_words: words that turn a comment ("nice idea, but the horizon
+            is tilted"): the sentiment words before the last of them count
+            `contrast_before_weight` each, those after it count 1.
+        contrast_before_weight: weight of the words before the contrast (0.5:
+            what follows "but" is what the critic means; 1 disables the rule).
+        critique_patterns: regular expressions (lower-cased text) of critique
+            phrased without sentiment words ("would have been better", "needs
+            more", "I'd crop"); each match counts `critique_weight` negative words.
+        critique_weight: negative words counted per critique match (0 disables).
+        mixed_good_min_net: a type I comment with both positive and negative
+            words is rated good only when its weighted net `pos - neg` is at least
+            this, ...
+        mixed_bad_max_net: ... and bad only when its net is at most this; in
+            between it is too mixed to call and gets no rating (real critiques
+            praise and fault in one breath; the paper's CoreNLP tool is not
+            available to weigh them). Both None: mixed comments are rated by
+            their level like any other.
+        rate_without_sentiment: rate a type I comment with no sentiment word at
+            all (net 0, level 2: "good"); False gives it no rating, since a
+            neutral description says nothing about the vote.
     """
 
     attribute_words: frozenset = frozenset(_ATTRIBUTE_WORDS)
@@ -227,6 +258,13 @@ class ReviewRules:
     level_thresholds: tuple = (-1, 0, 1, 2)
     good_min_level: int = 2
     rewrite_feelings: bool = True
+    contrast_words: frozenset = frozenset(_CONTRAST_WORDS)
+    contrast_before_weight: float = 0.5
+    critique_patterns: tuple = _CRITIQUE_PATTERNS
+    critique_weight: float = 1.0
+    mixed_good_min_net: Optional[float] = 2.5
+    mixed_bad_max_net: Optional[float] = -1.5
+    rate_without_sentiment: bool = False
 
     def __post_init__(self):
         thresholds = tuple(self.level_thresholds)
@@ -237,6 +275,21 @@ class ReviewRules:
             )
         if not 0 <= self.good_min_level <= 4:
             raise ValueError(f"good_min_level must be in 0..4. Received: good_min_level={self.good_min_level}")
+        band = (self.mixed_good_min_net, self.mixed_bad_max_net)
+        if (band[0] is None) != (band[1] is None) or (band[0] is not None and band[1] >= band[0]):
+            raise ValueError(
+                "mixed_bad_max_net must be below mixed_good_min_net (or both None: the level rule). "
+                f"Received: mixed_good_min_net={band[0]!r}, mixed_bad_max_net={band[1]!r}"
+            )
+
+
+#: The rules before the real-comment additions: every sentiment word counts 1, no
+#: critique patterns, mixed and sentiment-free type I comments rated by their level
+#: (net >= 0 is "good"). `ReviewRules()` (the default) is the real-comment rule set.
+PAPER_RULES = ReviewRules(
+    contrast_before_weight=1.0, critique_weight=0.0, mixed_good_min_net=None, mixed_bad_max_net=None,
+    rate_without_sentiment=True,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,11 +300,13 @@ class Derivation:
         kind: review type "I", "II", "III" or "IV".
         level: preference level 0..4 (computed for every type, informative only
             for dropped ones).
-        rating: s_uv in {0, 1}, or `features.NO_RATING` (-1) for types III/IV.
+        rating: s_uv in {0, 1}, or `features.NO_RATING` (-1) for types III/IV
+            and for type I comments too mixed to call or without sentiment
+            (`ReviewRules.mixed_good_min_net`, `rate_without_sentiment`).
         text: the cleaned review: the original text (I), "The photo is
             good/bad" (II), or the original text (III/IV, dropped).
-        positive: number of positive words counted.
-        negative: number of negative words counted.
+        positive: positive words counted (type I: weighted, `weighted_sentiment`).
+        negative: negative words counted (type I: weighted, with critiques).
     """
 
     kind: str
@@ -312,9 +367,51 @@ def count_sentiment(text: str, rules: ReviewRules = ReviewRules()) -> tuple:
     Returns:
         `(positive, negative)` word counts.
     """
+    positive, negative = _count_words(words(text), rules)
+    return positive, negative
+
+
+def weighted_sentiment(text: str, rules: ReviewRules = ReviewRules()) -> tuple:
+    """Positive and negative word counts with the contrast and critique rules.
+
+    The words before the last of `rules.contrast_words` count
+    `rules.contrast_before_weight` each ("Nice idea, but it is too dark":
+    0.5 positive, 1 negative); each match of `rules.critique_patterns` adds
+    `rules.critique_weight` negative words, and the words of the match are not
+    counted otherwise ("The crop would have been better tighter": 0 positive,
+    1 negative).
+
+    Returns:
+        `(positive, negative)` as floats.
+    """
+    critiques = 0
+    if rules.critique_weight:
+        # A matched critique counts as negative; its own words ("better") do not count.
+        text = text.lower().replace("\u2019", "'")
+        for pattern in _compiled_all(rules)[4]:
+            text, found = pattern.subn(" ", text)
+            critiques += found
+    tokens = words(text)
+    last = max((i for i, w in enumerate(tokens) if w in rules.contrast_words), default=-1)
+    if last >= 0 and rules.contrast_before_weight != 1.0:
+        p0, n0 = _count_words(tokens[:last], rules)
+        p1, n1 = _count_words(tokens[last + 1 :], rules)
+        positive = rules.contrast_before_weight * p0 + p1
+        negative = rules.contrast_before_weight * n0 + n1
+    else:
+        positive, negative = _count_words(tokens, rules)
+    negative += rules.critique_weight * critiques
+    return float(positive), float(negative)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_all(rules: ReviewRules):
+    return (*_compiled(rules), [re.compile(p) for p in rules.critique_patterns])
+
+
+def _count_words(tokens: list, rules: ReviewRules) -> tuple:
     lexicon, overrides, _, _ = _compiled(rules)
     negations = _negations()
-    tokens = words(text)
     positive = negative = 0
     negated_until = -1
     excess_at = -2
@@ -431,9 +528,18 @@ def derive(text: str, rules: ReviewRules = ReviewRules()) -> Derivation:
             positive, negative = count_sentiment(cleaned, rules)
         level = level_of(positive, negative, rules)
         return Derivation(kind, level, rating_of(level, rules), cleaned, positive, negative)
-    level = level_of(positive, negative, rules)
     if kind == TYPE_RULE:
-        return Derivation(kind, level, rating_of(level, rules), text, positive, negative)
+        positive, negative = weighted_sentiment(text, rules)
+        level = level_of(positive, negative, rules)
+        net = positive - negative
+        if positive == 0 and negative == 0:
+            rating = rating_of(level, rules) if rules.rate_without_sentiment else features.NO_RATING
+        elif positive > 0 and negative > 0 and rules.mixed_good_min_net is not None:
+            rating = 1 if net >= rules.mixed_good_min_net else 0 if net <= rules.mixed_bad_max_net else features.NO_RATING
+        else:
+            rating = rating_of(level, rules)
+        return Derivation(kind, level, rating, text, positive, negative)
+    level = level_of(positive, negative, rules)
     return Derivation(kind, level, features.NO_RATING, text, positive, negative)
 
 
@@ -543,3 +649,66 @@ def records_consistency(records, scale: features.ScoreScale) -> Optional[float]:
         return None
     value = consistency(means, ratings, scale.threshold)
     return None if np.isnan(value) else value
+
+
+def review_check(records, scale: features.ScoreScale) -> Optional[dict]:
+    """How well the derived ratings agree with the votes, beside two trivial references.
+
+    Over the images with votes and at least one comment:
+
+    - `consistency`: Eq. 7 (`consistency`) of `derived` (the comments' `rating`),
+      of `all_good` (every comment rated 1: the share of images above the
+      threshold), of `all_good_same_images` (every comment rated 1, on the images
+      that have a derived rating, the images `derived` is computed on), and of
+      `vader_sign` (a comment is 1 when its VADER compound score is >= 0);
+    - `share_good_srcc`: the Spearman correlation between each image's mean vote
+      and its share of 1s: `derived` (images with a derived rating),
+      `vader_positive` (share of comments with compound > 0) and `mean_level`
+      (the mean preference level of the comments, types III/IV included);
+    - `images`, `images_rated`: how many images enter each figure.
+
+    Args:
+        records: `ImageRecord`s after `derive_ratings`.
+        scale: the score scale (threshold of Eq. 7).
+
+    Returns:
+        The dict above (floats; None where no image qualifies), or None when no
+        image has votes and comments.
+    """
+    from tfaesthetic.metrics.evaluation import spearman
+
+    rows = [r for r in records if r.votes is not None and sum(r.votes) > 0 and r.comments]
+    if not rows:
+        return None
+    means = [mean_score(r.votes, scale) for r in rows]
+    derived = [[int(c.rating) for c in r.comments] for r in rows]
+    compounds = [[_compound(c.text) for c in r.comments] for r in rows]
+    rated = [i for i, s in enumerate(derived) if any(x in (0, 1) for x in s)]
+
+    def eq7(indices, ratings):
+        value = consistency([means[i] for i in indices], [ratings[i] for i in indices], scale.threshold)
+        return None if np.isnan(value) else float(value)
+
+    def srcc(indices, values):
+        if len(indices) < 2:
+            return None
+        value = spearman(np.asarray([means[i] for i in indices]), np.asarray(values, dtype=np.float64))
+        return None if not np.isfinite(value) else float(value)
+
+    everyone = list(range(len(rows)))
+    good = [[1] * len(s) for s in derived]
+    return {
+        "consistency": {
+            "derived": eq7(everyone, derived),
+            "all_good": eq7(everyone, good),
+            "all_good_same_images": eq7(rated, good),
+            "vader_sign": eq7(everyone, [[int(v >= 0) for v in c] for c in compounds]),
+        },
+        "share_good_srcc": {
+            "derived": srcc(rated, [np.mean([x for x in derived[i] if x in (0, 1)]) for i in rated]),
+            "vader_positive": srcc(everyone, [np.mean([v > 0 for v in c]) for c in compounds]),
+            "mean_level": srcc(everyone, [np.mean([c.sentiment for c in r.comments]) for r in rows]),
+        },
+        "images": len(rows),
+        "images_rated": len(rated),
+    }

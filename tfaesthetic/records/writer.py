@@ -688,6 +688,7 @@ def _write_build(
             },
             "counts": counts,
             "consistency": consistency,
+            "review_check": _review_check(ordered, scale),
             "has_images": has_images,
             "has_votes": has_votes,
             "images_with_votes": images_with_votes,
@@ -772,6 +773,17 @@ def _consistency(records, scale):
         logging.warning("consistency (Eq. 7) failed: %s", e)
         return None
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _review_check(records, scale):
+    """Eq. 7 beside its references (`tfaesthetic.records.reviews.review_check`); None on failure."""
+    try:
+        from tfaesthetic.records import reviews
+
+        return reviews.review_check(records, scale)
+    except Exception as e:  # A bug there must not lose a records build.
+        logging.warning("review check (Eq. 7 references) failed: %s", e)
+        return None
 
 
 def read_manifest(records_dir) -> dict:

@@ -1,0 +1,128 @@
+"""A learned bag of n-grams over comment tokens: the linear branch beside the Text-CNN."""
+
+import numbers
+
+import keras
+from keras import ops
+
+#: Multiplier of the bigram hash (a prime above any vocabulary size in use).
+HASH_PRIME = 1_000_003
+POOLINGS = ("mean", "sqrt")
+
+
+@keras.saving.register_keras_serializable(package="tfaesthetic")
+class NGramBag(keras.layers.Layer):
+    """Pooled learned embeddings of the comment's words and hashed word pairs.
+
+    With `t_1 … t_n` the non-padding token ids of a row (padding id 0 is skipped
+    wherever it is), the layer returns
+
+        u = Σ_i U[t_i] / z(n),    b = Σ_i B[h(t_i, t_{i+1})] / z(n − 1),    y = scale · (u + b),
+
+    where `U` `[vocab_size, units]` holds one vector per word, `B`
+    `[num_buckets, units]` one vector per hash bucket of adjacent pairs (pairs
+    where either side is padding are skipped),
+    `h(a, b) = (a · HASH_PRIME + b) mod num_buckets` (int64), and `z(m) = max(m, 1)`
+    (`pooling="mean"`) or `sqrt(max(m, 1))` (`pooling="sqrt"`). An all-padding row
+    gives zeros. Followed by a dense head this is a low-rank linear model over
+    word and bigram counts (a TF-IDF-style bag of words, fastText-like), trained
+    end to end with the rest of the network; `l2` is an L2 penalty on both tables.
+
+    It reads the same token ids as the Text-CNN (the tokeniser of
+    `tfaesthetic.text`), so the serving graph needs nothing new; the hash is
+    computed in-graph.
+
+    Args:
+        vocab_size: rows of the word table (padding id 0 and OOV id 1 included).
+        units: vector size of the bag.
+        num_buckets: hash buckets of the word pairs; 0 keeps single words only.
+        pooling: `"mean"` or `"sqrt"` (sum divided by the square root of the count).
+        dropout: dropout rate on the output.
+        l2: L2 penalty factor on both tables (0 = none).
+        scale: constant factor on the output, `y = scale · (u + b)`: under Adam,
+            whose steps do not depend on the gradient's size, it multiplies the
+            branch's effective learning rate (and its initial spread).
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: int token ids `[B, max_len]`, 0 = padding.
+        training: whether dropout is active.
+
+    Returns:
+        `[B, units]`.
+    """
+
+    def __init__(
+        self, vocab_size, units=16, num_buckets=0, pooling="mean", dropout=0.0, l2=0.0, scale=1.0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        for name, value, low in (("vocab_size", vocab_size, 2), ("units", units, 1), ("num_buckets", num_buckets, 0)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+        if not l2 >= 0.0:
+            raise ValueError(f"`l2` must be >= 0. Received: l2={l2}")
+        self.vocab_size = int(vocab_size)
+        self.units = int(units)
+        self.num_buckets = int(num_buckets)
+        self.pooling = pooling
+        self.dropout = float(dropout)
+        self.l2 = float(l2)
+        if not scale > 0:
+            raise ValueError(f"`scale` must be > 0. Received: scale={scale}")
+        self.scale = float(scale)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
+
+    def build(self, input_shape):
+        regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
+        init = keras.initializers.RandomNormal(stddev=0.01)
+        self.unigrams = self.add_weight(
+            shape=(self.vocab_size, self.units), initializer=init, regularizer=regularizer, name="unigrams"
+        )
+        self.bigrams = None
+        if self.num_buckets:
+            self.bigrams = self.add_weight(
+                shape=(self.num_buckets, self.units), initializer=init, regularizer=regularizer, name="bigrams"
+            )
+
+    def _normaliser(self, count):
+        count = ops.maximum(count, 1.0)
+        return ops.sqrt(count) if self.pooling == "sqrt" else count
+
+    def call(self, inputs, training=None):
+        tokens = ops.cast(inputs, "int32")
+        real = ops.cast(ops.not_equal(tokens, 0), self.compute_dtype)  # [B, N]
+        unigrams = ops.take(ops.cast(self.unigrams, self.compute_dtype), tokens, axis=0)  # [B, N, units]
+        count = ops.sum(real, axis=1, keepdims=True)
+        features = ops.sum(unigrams * ops.expand_dims(real, -1), axis=1) / self._normaliser(count)
+        if self.bigrams is not None:
+            left, right = ops.cast(tokens[:, :-1], "int64"), ops.cast(tokens[:, 1:], "int64")
+            pair_real = real[:, :-1] * real[:, 1:]
+            buckets = ops.mod(left * HASH_PRIME + right, self.num_buckets)
+            pairs = ops.take(ops.cast(self.bigrams, self.compute_dtype), buckets, axis=0)
+            pair_count = ops.sum(pair_real, axis=1, keepdims=True)
+            features = features + ops.sum(pairs * ops.expand_dims(pair_real, -1), axis=1) / self._normaliser(pair_count)
+        if self.scale != 1.0:
+            features = features * self.scale
+        return self.dropout_layer(features, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "units": self.units,
+                "num_buckets": self.num_buckets,
+                "pooling": self.pooling,
+                "dropout": self.dropout,
+                "l2": self.l2,
+                "scale": self.scale,
+            }
+        )
+        return config
