@@ -19,6 +19,8 @@ import json
 import os
 from typing import Any, Callable, Optional
 
+from tfaesthetic import io
+
 
 class ConfigError(ValueError):
     """A configuration is invalid or self-contradictory; the message names the flags."""
@@ -145,7 +147,7 @@ class RuntimeConfig:
             over all local GPUs, or over the logical CPU devices below), or
             "multi_worker" (`tf.distribute.MultiWorkerMirroredStrategy` from the
             `TF_CONFIG` environment variable; trained with the custom distributed
-            step of `tfaesthetic.distributed`).
+            step of `tfaesthetic.training.multi_worker`).
         seed: seed for Python, NumPy, TensorFlow and the input pipeline.
         num_logical_cpu_devices: when > 1, split the CPU into this many logical
             devices before TensorFlow initialises them (tests of "mirrored" without
@@ -198,10 +200,7 @@ class ExperimentConfig:
 
     def save(self, path: str) -> None:
         """Writes the JSON to `path` atomically (temporary name, then rename)."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json() + "\n")
-        os.replace(tmp, path)
+        io.atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str) -> "ExperimentConfig":
@@ -344,7 +343,7 @@ _REVIEW_INPUTS = ("image", "image_index", "user_index", "review")
 register_family(ModelFamily(
     name="mracnn",
     model_class="tfaesthetic.models.mracnn:MRACNN",
-    task="tfaesthetic.trainer:MRACNNTask",
+    task="tfaesthetic.training.tasks:MRACNNTask",
     mode="image",
     # Rows of seed 003 Tables I-III.
     variants={
@@ -361,7 +360,7 @@ register_family(ModelFamily(
 register_family(ModelFamily(
     name="cfan",
     model_class="tfaesthetic.models.cfan:CFAN",
-    task="tfaesthetic.trainer:CFANTask",
+    task="tfaesthetic.training.tasks:CFANTask",
     mode="review",
     # Seed 000 Table 2 / Fig. 6.
     variants={
@@ -379,7 +378,7 @@ register_family(ModelFamily(
 register_family(ModelFamily(
     name="bpr",
     model_class="tfaesthetic.models.bpr:BPR",
-    task="tfaesthetic.trainer:ReviewTask",
+    task="tfaesthetic.training.tasks:ReviewTask",
     mode="review",
     variants={"bpr": ("image_index", "user_index")},
     preset="bpr_ava",
@@ -389,7 +388,7 @@ register_family(ModelFamily(
 register_family(ModelFamily(
     name="vbpr",
     model_class="tfaesthetic.models.bpr:VBPR",
-    task="tfaesthetic.trainer:ReviewTask",
+    task="tfaesthetic.training.tasks:ReviewTask",
     mode="review",
     variants={"vbpr": ("image", "image_index", "user_index")},
     preset="vbpr_ava",
