@@ -41,10 +41,18 @@ Bad inputs at serving time (documented in README.md, "Serving", and tested):
 - bytes that are not an encoded image (no JPEG/PNG/GIF/BMP/WebP signature, or empty),
   and truncated JPEG / PNG files (a JPEG must end with its FF D9 end-of-image marker,
   up to 254 trailing zero bytes allowed; a PNG must hold its IEND chunk in its last
-  256 bytes) fail the request with `InvalidArgumentError` whose message starts with
-  `image_bytes:` and gives the batch positions at fault. (A JPEG with other data
-  appended after its end marker, e.g. a phone's "motion photo", is refused too:
-  send the image part only.);
+  256 bytes), images over the pixel budget (`tfaesthetic.data.parser.MAX_PIXELS`, 50
+  megapixels, width x height read from the header: such an image is never decoded) and
+  bytes the decoder fails on (e.g. random data behind JPEG markers) fail the request
+  with `InvalidArgumentError` whose message starts with `image_bytes:` and gives the
+  batch positions at fault. (A JPEG with other data appended after its end marker,
+  e.g. a phone's "motion photo", is refused too: send the image part only.);
+- inputs of different lengths (3 images and 1 comments string, 1 image and 3, a CFAN
+  request with fewer user ids than images) fail with `InvalidArgumentError`
+  "serving inputs: ... Received lengths: image_bytes = 3, comments = 1": nothing is
+  broadcast. A batch of 0 returns outputs with 0 rows;
+- `user_id` and `image_id` are normalised as the records builders store ids
+  (Unicode NFC, surrounding whitespace stripped), so `" u1 "` is user `u1`;
 - an empty comment (or one with no letters or digits) tokenises to all-padding
   tokens, exactly what the input pipeline produces for an image without comments,
   and the output `has_comment` is 0 for that row. MRACNN's Text-CNN then gives its
@@ -242,6 +250,121 @@ def check_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
         return tf.identity(image_bytes)
 
 
+def normalize_ids(ids: tf.Tensor) -> tf.Tensor:
+    """User ids / image ids as the records builders store them: Unicode NFC, surrounding whitespace stripped.
+
+    Uses `tfaesthetic.text.normalize_ids` (the TF-op twin of the builders'
+    normalisation) when the package has it; until then the same rule here: invalid
+    UTF-8 repaired, NFC (`tensorflow_text.normalize_utf8`), leading and trailing
+    whitespace (what Python's `str.strip` removes) dropped.
+
+    Args:
+        ids: string tensor of any shape.
+    """
+    shared = getattr(text, "normalize_ids", None)
+    if shared is not None:
+        return shared(ids)
+    import tensorflow_text as tf_text
+
+    ids = tf.strings.unicode_transcode(ids, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    ids = tf_text.normalize_utf8(ids, "NFC")
+    space = r"[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
+    return tf.strings.regex_replace(ids, f"^{space}+|{space}+$", "")
+
+
+def _assert(condition, template: str, values, name: str):
+    """`tf.debugging.Assert` with one formatted message line (eager and graph alike)."""
+    message = tf.strings.format(template, values, summarize=64) if values else tf.constant(template)
+    return tf.debugging.Assert(condition, [message], name=name)
+
+
+def check_batch_lengths(named: dict) -> dict:
+    """Fails with INVALID_ARGUMENT naming every input and its length unless all have the same length.
+
+    One value per example in every input: for MRACNN one comments string (all the
+    image's comments, newline-separated) per image, for CFAN one review, one user id
+    and one image id per image. Nothing is broadcast: 3 images with 1 comment is
+    refused, not answered with the comment repeated.
+
+    Args:
+        named: input name -> tensor `[B, ...]`, in signature order.
+
+    Returns:
+        The same dict, every tensor with the check as a control dependency.
+    """
+    names = list(named)
+    if len(names) < 2:
+        return dict(named)
+    lengths = [tf.shape(named[n])[0] for n in names]
+    same = tf.reduce_all(tf.equal(tf.stack(lengths), lengths[0]))
+    template = (
+        "serving inputs: every input needs one value per example (for comments: exactly one string per image, "
+        "all of its comments joined by newlines). Received lengths: " + ", ".join(f"{n} = {{}}" for n in names)
+    )
+    assertion = _assert(same, template, lengths, "check_batch_lengths")
+    with tf.control_dependencies([assertion]):
+        return {n: tf.identity(named[n]) for n in names}
+
+
+def decode_checked_images(image_bytes: tf.Tensor, image_size: int, max_pixels: int = parser.MAX_PIXELS) -> tf.Tensor:
+    """Encoded bytes `[B]` -> float32 `[B, S, S, 3]`, refusing what cannot or must not be decoded.
+
+    Each element's header is read first (`parser.image_shape`): an image over
+    `max_pixels` is never decoded. The others are decoded in parallel with
+    `parser.decode_image` (the input pipeline's evaluation branch); a decoder failure
+    (e.g. random bytes behind JPEG markers) does not surface as the decoder's own
+    message but as the documented `image_bytes: ... batch positions [...]`
+    InvalidArgumentError, as do images over the budget. Run after
+    `check_image_bytes` (signature and end-of-file rules).
+
+    Args:
+        image_bytes: string `[B]`.
+        image_size: the model's input side.
+        max_pixels: the pixel budget (`parser.MAX_PIXELS`); 0 turns it off.
+    """
+    size = int(image_size)
+    budget = int(max_pixels or 0)
+    n = tf.shape(image_bytes, out_type=tf.int64)[0]
+
+    def one(position, encoded):
+        shape = parser.image_shape(encoded)  # a corrupt JPEG header fails here: reported below
+        over = tf.logical_and(tf.constant(budget > 0), shape[0] * shape[1] > budget)
+        image = tf.cond(
+            over,
+            lambda: tf.zeros([size, size, 3], tf.float32),
+            lambda: parser.decode_image(encoded, size, shape=shape),
+        )
+        return position, over, shape, image
+
+    decoded = tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes))
+    decoded = decoded.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    # A last sentinel element makes the one batch exist even when every element failed (or B = 0).
+    sentinel = tf.data.Dataset.from_tensors(
+        (tf.constant(-1, tf.int64), tf.constant(False), tf.constant([0, 0], tf.int64), tf.zeros([size, size, 3]))
+    )
+    positions, over, shapes, images = decoded.concatenate(sentinel).batch(n + 1).get_single_element()
+    positions, over, shapes, images = positions[:-1], over[:-1], shapes[:-1], images[:-1]
+    too_big = tf.boolean_mask(positions, over)
+    budget_check = _assert(
+        tf.equal(tf.size(too_big), 0),
+        f"image_bytes: images over the pixel budget of {budget} pixels (width x height read from the header; "
+        "they were not decoded). Received them at batch positions {}; their [height, width]: {}",
+        [too_big, tf.boolean_mask(shapes, over)],
+        "check_pixel_budget",
+    )
+    found = tf.scatter_nd(positions[:, None], tf.ones_like(positions, tf.int32), tf.reshape(n, [1]))
+    failed = tf.reshape(tf.where(tf.equal(found, 0)), [-1])
+    decode_check = _assert(
+        tf.equal(tf.size(failed), 0),
+        "image_bytes: expected complete encoded JPEG, PNG, GIF, BMP or WebP bytes (the original file). "
+        "Received bytes the image decoder refused (corrupt image data) at batch positions {}",
+        [failed],
+        "check_image_decoding",
+    )
+    with tf.control_dependencies([budget_check, decode_check]):
+        return tf.identity(images)
+
+
 def _spec_of(tensor, name: str) -> tf.TensorSpec:
     shape = tuple(tensor.shape)
     return tf.TensorSpec((None,) + tuple(shape[1:]), tf.as_dtype(keras.backend.standardize_dtype(tensor.dtype)), name=name)
@@ -267,11 +390,17 @@ class ServingFunctions(tf.Module):
             dicts).
         records_dir_or_manifest: the records the model was trained on (manifest,
             vocab.txt, users.tsv, images.tsv).
+        max_pixels: the pixel budget of one image (`parser.MAX_PIXELS`, 50
+            megapixels), enforced from the header before decoding; 0 turns it off.
     """
 
-    def __init__(self, model, records_dir_or_manifest, name: Optional[str] = "tfaesthetic_serving"):
+    def __init__(
+        self, model, records_dir_or_manifest, name: Optional[str] = "tfaesthetic_serving",
+        max_pixels: int = parser.MAX_PIXELS,
+    ):
         super().__init__(name=name)
         self.model = model
+        self.max_pixels = int(max_pixels or 0)
         manifest, records_dir = read_manifest_and_dir(records_dir_or_manifest)
         self.manifest = manifest
         self.records_dir = records_dir
@@ -350,14 +479,14 @@ class ServingFunctions(tf.Module):
 
     # ---------------------------------------------------------------- preprocessing
     def decode_images(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        """Encoded bytes `[B]` -> float32 `[B, S, S, 3]` in [0, 255] (the pipeline's eval branch)."""
+        """Encoded bytes `[B]` -> float32 `[B, S, S, 3]` in [0, 255] (the pipeline's eval branch).
+
+        Refuses (InvalidArgumentError `image_bytes: ... batch positions [...]`)
+        bytes that are not a complete image, images over the pixel budget
+        (`max_pixels`, before decoding) and data the decoder fails on.
+        """
         image_bytes = check_image_bytes(image_bytes)
-        size = self.image_size
-        return tf.map_fn(
-            lambda b: parser.decode_image(b, size),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
-        )
+        return decode_checked_images(image_bytes, self.image_size, self.max_pixels)
 
     def tokenize(self, comments: tf.Tensor) -> tf.Tensor:
         """Comment strings `[B]` -> int32 `[B, max_len]` (all padding for an empty comment)."""
@@ -371,9 +500,9 @@ class ServingFunctions(tf.Module):
         if self.text_key:
             inputs[self.text_key] = self.tokenize(comments)
         if self.users is not None:
-            inputs["user_index"] = self.users(user_id)
+            inputs["user_index"] = self.users(normalize_ids(user_id))
         if self.images is not None:
-            inputs["image_index"] = self.images(image_id)
+            inputs["image_index"] = self.images(normalize_ids(image_id))
         return inputs
 
     # ---------------------------------------------------------------- outputs
@@ -433,16 +562,42 @@ class ServingFunctions(tf.Module):
         return result
 
     # ---------------------------------------------------------------- entry points
+    def _predict(self, inputs: dict) -> dict:
+        """The model and `postprocess` on a batch of model inputs; a batch of 0 gives empty outputs.
+
+        The network never sees an empty batch (some kernels refuse one): a batch of
+        0 runs one all-zero example and returns its outputs sliced to 0 rows.
+        """
+        n = tf.shape(next(iter(inputs.values())))[0]
+        dummy = {
+            s.name: tf.zeros([1] + [d if d is not None else (self.max_len or 1) for d in s.shape[1:]], s.dtype)
+            for s in self.tensor_signature
+        }
+        names = sorted(inputs)
+        fed = tf.cond(
+            n > 0,
+            lambda: [tf.identity(inputs[k]) for k in names],
+            lambda: [tf.cast(dummy[k], inputs[k].dtype) for k in names],
+        )
+        fed = dict(zip(names, fed))
+        for k in names:
+            fed[k].set_shape([None] + list(inputs[k].shape[1:]))
+        result = self.postprocess(self.model(fed, training=False), fed)
+        return {k: v[:n] for k, v in result.items()}
+
     def serve_tensors(self, *tensors) -> dict:
         """Preprocessed tensors (in `tensor_signature` order) -> named outputs."""
-        inputs = {spec.name: t for spec, t in zip(self.tensor_signature, tensors)}
-        return self.postprocess(self.model(inputs, training=False), inputs)
+        inputs = check_batch_lengths({spec.name: t for spec, t in zip(self.tensor_signature, tensors)})
+        return self._predict(inputs)
 
     def serve_raw(self, *tensors) -> dict:
-        """Raw tensors (in `raw_signature` order) -> named outputs."""
-        raw = {spec.name: t for spec, t in zip(self.raw_signature, tensors)}
-        inputs = self.preprocess(**raw)
-        return self.postprocess(self.model(inputs, training=False), inputs)
+        """Raw tensors (in `raw_signature` order) -> named outputs.
+
+        Every input must have the same length (`check_batch_lengths`); a batch of
+        0 returns empty outputs.
+        """
+        raw = check_batch_lengths({spec.name: t for spec, t in zip(self.raw_signature, tensors)})
+        return self._predict(self.preprocess(**raw))
 
     def __call__(self, **raw) -> dict:
         """Eager raw call by name: `fns(image_bytes=..., comments=..., user_id=...)`."""
@@ -481,16 +636,22 @@ class ServingFunctions(tf.Module):
             "num_images": self.images.oov_index if self.images else None,
             "bad_input": {
                 "image_bytes": "bytes without a JPEG/PNG/GIF/BMP/WebP signature, a JPEG not ending with FF D9 "
-                "(zero padding allowed) or a PNG without IEND (truncated files) fail the request with "
-                "InvalidArgumentError 'image_bytes: ... batch positions ...'",
+                "(zero padding allowed) or a PNG without IEND (truncated files), images over the pixel budget "
+                f"of {self.max_pixels} pixels (width x height from the header, checked before decoding) and "
+                "data the decoder refuses fail the request with InvalidArgumentError "
+                "'image_bytes: ... batch positions ...'",
+                "batch": "every input needs the same length (one comments string per image, one user id and one "
+                "image id per image for CFAN), else InvalidArgumentError 'serving inputs: ... Received lengths: "
+                "...'; a batch of 0 returns empty outputs",
                 "comments": "an empty comment (no letters/digits) becomes all-padding tokens, has_comment = 0: "
                 + (
                     "the review-free path (the user's taste kernel)"
                     if self.is_cfan
                     else "the text stream gives its learned 'no comment' vector: the prediction still depends on the image"
                 ),
-                "user_id": "unknown ids map to the out-of-vocabulary row; user_rating = agnostic_rating, known_user = 0",
-                "image_id": "unknown ids map to the out-of-vocabulary image row",
+                "user_id": "normalised as the builders store ids (Unicode NFC, surrounding whitespace stripped); "
+                "unknown ids map to the out-of-vocabulary row; user_rating = agnostic_rating, known_user = 0",
+                "image_id": "normalised as user_id; unknown ids map to the out-of-vocabulary image row",
             },
         }
 

@@ -29,6 +29,12 @@ from tfaesthetic.records import writer
 
 AUTOTUNE = tf.data.AUTOTUNE
 
+#: `DataConfig.cache="auto"` keeps a split's parsed examples in memory after the first
+#: epoch when their estimated size (`cache_bytes`) is at most this many bytes per
+#: input pipeline, and at most 1/8 of the machine's memory: the demo records (64 px,
+#: a few MB) are cached, AVA at 224 px (255k images, ~38 GB of pixels) is not.
+CACHE_AUTO_MAX_BYTES = 1 << 30
+
 
 class ShardError(ValueError):
     """A records shard is missing, truncated or corrupt (the message names the file)."""
@@ -133,6 +139,46 @@ def num_examples(records_dir, split: str, mode: str = "image") -> int:
     raise ValueError(f"Expected mode in {tuple(parser_lib.MODES)}. Received: mode={mode!r}")
 
 
+def cache_bytes(config, manifest: dict, split: str, is_training: bool) -> int:
+    """Estimated bytes of the parsed (decoded, resized) examples of `split`, as `.cache()` would hold them."""
+    images = int(manifest.get("splits", {}).get(split, 0))
+    per_image = 64 + 4 * int(config.max_len)  # labels, ids and tokens
+    if "image" in tuple(config.features):
+        per_image += int(config.image_size) ** 2 * 3 * (1 if is_training else 4)  # uint8 / float32
+    total = images * per_image
+    if config.mode == "review":
+        total += int((manifest.get("reviews") or {}).get(split, 0)) * (12 + 4 * int(config.max_len))
+    return total
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def should_cache(config, manifest: dict, split: str, is_training: bool, num_pipelines: int = 1) -> bool:
+    """The `DataConfig.cache` decision: True/False as given; "auto" caches when the split fits.
+
+    "auto" caches when `cache_bytes(...) / num_pipelines` is at most
+    `CACHE_AUTO_MAX_BYTES` and at most 1/8 of the physical memory. Caching removes
+    decoding and resizing from every epoch after the first (the training branch
+    still shuffles and flips every epoch); it costs that memory for the whole run.
+
+    Raises:
+        ValueError: `cache` is none of True, False, "auto".
+    """
+    cache = getattr(config, "cache", False)
+    if isinstance(cache, bool):
+        return cache
+    if cache != "auto":
+        raise ValueError(f"Expected DataConfig.cache True, False or 'auto'. Received: cache={cache!r}")
+    need = cache_bytes(config, manifest, split, is_training) / max(1, int(num_pipelines))
+    memory = _memory_bytes()
+    return need <= CACHE_AUTO_MAX_BYTES and (not memory or need <= memory / 8)
+
+
 def make_parser(config, manifest: dict, records_dir) -> parser_lib.Parser:
     """The `Parser` for `config` and the records' manifest (checks image availability)."""
     feats = tuple(config.features)
@@ -214,7 +260,8 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
     if shard_records:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
-    cache = getattr(config, "cache", False)
+    num_pipelines = input_context.num_input_pipelines if input_context is not None else 1
+    cache = should_cache(config, manifest, split, is_training, num_pipelines)
     if is_training and not cache:
         dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     decoder = decoder_lib.Decoder(parser.decoder_outputs())
@@ -231,12 +278,12 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
 
     map_kwargs = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if cache:
-        dataset = dataset.map(lambda s: parser.parse_image(decoder(s)), **map_kwargs).cache()
+        dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs).cache()
         if is_training:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.map(finish, **map_kwargs)
     else:
-        dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s))), **map_kwargs)
+        dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s), is_training)), **map_kwargs)
 
     if not image_mode:
         dataset = dataset.flat_map(parser.review_examples)
