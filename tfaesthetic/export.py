@@ -327,12 +327,13 @@ def decode_checked_images(image_bytes: tf.Tensor, image_size: int, max_pixels: i
     n = tf.shape(image_bytes, out_type=tf.int64)[0]
 
     def one(position, encoded):
-        shape = parser.image_shape(encoded)  # a corrupt JPEG header fails here: reported below
+        fmt = parser.image_format(encoded)
+        shape = parser.image_shape(encoded, fmt)  # a corrupt JPEG header fails here: reported below
         over = tf.logical_and(tf.constant(budget > 0), shape[0] * shape[1] > budget)
         image = tf.cond(
             over,
             lambda: tf.zeros([size, size, 3], tf.float32),
-            lambda: parser.decode_image(encoded, size, shape=shape),
+            lambda: parser.decode_image(encoded, size, shape=shape, fmt=fmt),
         )
         return position, over, shape, image
 

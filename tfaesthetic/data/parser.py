@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from tfaesthetic import features as features_lib
@@ -72,73 +73,97 @@ def image_format(encoded: tf.Tensor) -> tf.Tensor:
     return tf.where(webp, WEBP, codes)
 
 
-def image_shape(encoded: tf.Tensor) -> tf.Tensor:
+def _header_table():
+    """Linear maps from header bytes to the `[height, width]` rows of `image_shape` (see there).
+
+    Inputs `e` = the first `_HEAD` bytes, then five bit fields: b22 & 0x3F, b22 >> 6,
+    b24 & 0x0F, b27 & 0x3F, b29 & 0x3F (WebP's 14-bit sizes). Rows: 0 unknown, 1 JPEG
+    (filled in separately), 2 PNG, 3 GIF, 4 BMP info header, 5 BMP core header,
+    6 WebP VP8X, 7 WebP VP8L, 8 WebP VP8.
+    """
+    n = _HEAD + 5
+    rows = np.zeros([9, 2, n], np.float64)
+    offsets = np.zeros([9, 2], np.float64)
+    x22lo, x22hi, x24lo, x27lo, x29lo = range(_HEAD, _HEAD + 5)
+
+    def put(row, col, terms, offset=0):
+        for index, weight in terms:
+            rows[row, col, index] = weight
+        offsets[row, col] = offset
+
+    def be(start, count):
+        return [(start + k, 256.0 ** (count - 1 - k)) for k in range(count)]
+
+    def le(start, count):
+        return [(start + k, 256.0**k) for k in range(count)]
+
+    offsets[0] = -1
+    put(2, 0, be(20, 4)); put(2, 1, be(16, 4))  # PNG IHDR: width, height (big-endian)
+    put(3, 0, le(8, 2)); put(3, 1, le(6, 2))  # GIF logical screen
+    put(4, 0, le(22, 4)); put(4, 1, le(18, 4))  # BMP info header (signed: see image_shape)
+    put(5, 0, le(20, 2)); put(5, 1, le(18, 2))  # BMP core header (16-bit)
+    put(6, 0, le(27, 3), 1); put(6, 1, le(24, 3), 1)  # WebP VP8X: 24-bit size - 1
+    put(7, 0, [(x22hi, 1), (23, 4), (x24lo, 1024)], 1)  # WebP VP8L: 14-bit fields - 1
+    put(7, 1, [(21, 1), (x22lo, 256)], 1)
+    put(8, 0, [(28, 1), (x29lo, 256)]); put(8, 1, [(26, 1), (x27lo, 256)])  # WebP VP8: 14-bit
+    return rows.reshape([18, n]), offsets.reshape([18])
+
+
+_HEADER_ROWS, _HEADER_OFFSETS = _header_table()
+# A valid 1x1 JPEG: `extract_jpeg_shape` reads it in place of non-JPEG bytes, so that
+# the JPEG header needs no control flow (branches are costly per tf.data element).
+_ONE_PIXEL_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c1912130f141d1a1f1e1d1a1c1c"
+    "20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc0000b080001000101011100ffc4001f000001050101010101010000"
+    "0000000000000102030405060708090a0bffc400b5100002010303020403050504040000017d01020300041105122131410613516107227114328191"
+    "a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a73"
+    "7475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9"
+    "dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00fbd3ffd9"
+)
+
+
+def image_shape(encoded: tf.Tensor, fmt: Optional[tf.Tensor] = None) -> tf.Tensor:
     """`[height, width]` int64 of a scalar encoded image, read from its header without decoding.
 
     JPEG: `tf.image.extract_jpeg_shape` (reads the frame header only; fails, like the
     decoder, on a corrupt JPEG header). PNG (IHDR), GIF (logical screen), BMP (info
-    header; negative heights are top-down images) and WebP (VP8X / VP8L / VP8 frame
-    headers) are read at fixed offsets with `tf.strings.substr` + `tf.io.decode_raw`.
-    Memory and time do not depend on the pixel count. `[-1, -1]` when the format is
-    unknown or its header is unreadable (the decoder then decides).
+    header; negative heights are top-down images; or the OS/2 core header) and WebP
+    (VP8X / VP8L / VP8 frame headers) are read at fixed offsets with
+    `tf.strings.substr` + `tf.io.decode_raw`, as one small linear map (no branches:
+    this runs once per training example). Memory and time do not depend on the pixel
+    count. `[-1, -1]` when the format is unknown (the decoder then decides).
+
+    Args:
+        encoded: a scalar string tensor.
+        fmt: its `image_format` code when the caller has it already.
     """
+    fmt = image_format(encoded) if fmt is None else fmt
     b = _head_bytes(encoded)
-
-    def be(offset, n):  # big-endian unsigned
-        value = tf.constant(0, tf.int64)
-        for k in range(n):
-            value = value * 256 + b[offset + k]
-        return value
-
-    def le(offset, n):  # little-endian unsigned
-        value = tf.constant(0, tf.int64)
-        for k in reversed(range(n)):
-            value = value * 256 + b[offset + k]
-        return value
-
-    def signed32(value):
-        return tf.where(value >= 2**31, value - 2**32, value)
-
-    unknown = tf.constant([-1, -1], tf.int64)
-    png_ok = tf.reduce_all(tf.equal(b[12:16], tf.constant([73, 72, 68, 82], tf.int64)))  # "IHDR"
-    png = tf.where(png_ok, tf.stack([be(20, 4), be(16, 4)]), unknown)
-    gif = tf.stack([le(8, 2), le(6, 2)])
-    core = tf.equal(le(14, 4), 12)  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-    bmp = tf.where(
-        core,
-        tf.stack([le(20, 2), le(18, 2)]),
-        tf.stack([tf.abs(signed32(le(22, 4))), tf.abs(signed32(le(18, 4)))]),
+    fields = tf.gather(b, [22, 22, 24, 27, 29])
+    fields = tf.bitwise.bitwise_and(
+        tf.bitwise.right_shift(fields, tf.constant([0, 6, 0, 0, 0], tf.int64)),
+        tf.constant([0x3F, 0x03, 0x0F, 0x3F, 0x3F], tf.int64),
     )
-    chunk = b[12:16]
-
-    def is_chunk(tag):
-        return tf.reduce_all(tf.equal(chunk, tf.constant(list(tag), tf.int64)))
-
-    vp8l_bits = le(21, 4)
-    webp = tf.where(
-        is_chunk(b"VP8X"),
-        tf.stack([1 + le(27, 3), 1 + le(24, 3)]),
-        tf.where(
-            is_chunk(b"VP8L"),
-            tf.stack([1 + tf.bitwise.bitwise_and(tf.bitwise.right_shift(vp8l_bits, 14), 0x3FFF),
-                      1 + tf.bitwise.bitwise_and(vp8l_bits, 0x3FFF)]),
-            tf.where(
-                is_chunk(b"VP8 "),
-                tf.stack([tf.bitwise.bitwise_and(le(28, 2), 0x3FFF), tf.bitwise.bitwise_and(le(26, 2), 0x3FFF)]),
-                unknown,
-            ),
-        ),
-    )
-    fmt = image_format(encoded)
-    by_format = tf.stack([unknown, unknown, png, gif, bmp, webp])  # JPEG is branch 1, below
-    return tf.cond(
-        tf.equal(fmt, JPEG),
-        lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64),
-        lambda: by_format[fmt],
-    )
+    e = tf.cast(tf.concat([b, fields], 0), tf.float64)
+    table = tf.linalg.matvec(tf.constant(_HEADER_ROWS), e) + tf.constant(_HEADER_OFFSETS)
+    table = tf.cast(table, tf.int64)
+    table = tf.where(table >= 2**31, 2**32 - table, table)  # BMP: |signed 32-bit|
+    table = tf.reshape(table, [9, 2])
+    is_jpeg = tf.equal(fmt, JPEG)
+    jpeg = tf.image.extract_jpeg_shape(tf.where(is_jpeg, encoded, tf.constant(_ONE_PIXEL_JPEG)))[:2]
+    core = tf.cast(tf.equal(b[14], 12), tf.int32)  # BMP header size 12: OS/2 core header
+    webp = tf.where(tf.equal(b[15], 0x58), 0, tf.where(tf.equal(b[15], 0x4C), 1, tf.where(tf.equal(b[15], 0x20), 2, -1)))
+    row = tf.gather(tf.constant([0, 1, 2, 3, 4, 6], tf.int32), fmt)
+    row = row + tf.where(tf.equal(fmt, BMP), core, 0) + tf.where(tf.equal(fmt, WEBP), webp, 0)
+    row = tf.where(row < 0, 0, row)  # a WebP with an unknown first chunk
+    shape = tf.where(is_jpeg, tf.cast(jpeg, tf.int64), tf.gather(table, row))
+    shape.set_shape([2])
+    return shape
 
 
-def check_pixel_budget(encoded: tf.Tensor, max_pixels: int = MAX_PIXELS, what="an image") -> tf.Tensor:
+def check_pixel_budget(
+    encoded: tf.Tensor, max_pixels: int = MAX_PIXELS, what="an image", shape: Optional[tf.Tensor] = None
+) -> tf.Tensor:
     """Returns `encoded` once its header says at most `max_pixels` pixels; fails naming `what` otherwise.
 
     Args:
@@ -146,24 +171,35 @@ def check_pixel_budget(encoded: tf.Tensor, max_pixels: int = MAX_PIXELS, what="a
         max_pixels: the budget (`MAX_PIXELS`); 0 or None turns the check off.
         what: a string or scalar string tensor naming the image in the message
             (the training parser passes the record's image id).
+        shape: its `image_shape` when the caller has it already.
     """
     if not max_pixels:
         return encoded
-    shape = image_shape(encoded)
+    shape = image_shape(encoded) if shape is None else shape
     pixels = shape[0] * shape[1]
-    message = tf.strings.format(
-        "Image {} has {} x {} pixels (width x height, from its header), over the pixel budget of "
-        f"{int(max_pixels)} (tfaesthetic.data.parser.MAX_PIXELS); it was not decoded. Rebuild the records "
-        "(the builders reject such images) or pass a larger max_pixels.",
-        [what, shape[1], shape[0]],
+    # Raw data, not a formatted string: the Assert formats it only when it fails (this
+    # runs once per training example).
+    assertion = tf.debugging.Assert(
+        pixels <= int(max_pixels),
+        [
+            "Image", what, "has", shape[1], "x", shape[0],
+            f"pixels (width x height, from its header), over the pixel budget of {int(max_pixels)} "
+            "(tfaesthetic.data.parser.MAX_PIXELS); it was not decoded. Rebuild the records (the builders "
+            "reject such images) or pass a larger max_pixels.",
+        ],
+        name="check_pixel_budget",
     )
-    assertion = tf.debugging.Assert(pixels <= int(max_pixels), [message], name="check_pixel_budget")
     with tf.control_dependencies([assertion]):
         return tf.identity(encoded)
 
 
 def decode_image(
-    encoded: tf.Tensor, image_size: int, *, dtype=tf.float32, shape: Optional[tf.Tensor] = None
+    encoded: tf.Tensor,
+    image_size: int,
+    *,
+    dtype=tf.float32,
+    shape: Optional[tf.Tensor] = None,
+    fmt: Optional[tf.Tensor] = None,
 ) -> tf.Tensor:
     """Encoded bytes (JPEG/PNG/GIF/BMP/WebP) -> RGB `[S, S, 3]` pixels in [0, 255].
 
@@ -183,18 +219,20 @@ def decode_image(
             them on its device).
         shape: the `[height, width]` from `image_shape(encoded)` when the caller has
             it already.
+        fmt: its `image_format` code when the caller has it already.
     """
     dtype = tf.as_dtype(dtype)
     if dtype not in (tf.float32, tf.uint8):
         raise ValueError(f"Expected dtype float32 or uint8. Received: dtype={dtype.name}")
+    fmt = image_format(encoded) if fmt is None else fmt
     if shape is None:
-        shape = image_shape(encoded)
+        shape = image_shape(encoded, fmt)
     short_side = tf.minimum(shape[0], shape[1])
     # Branch 0: the generic decoder; branch k: JPEG at 1/_JPEG_RATIOS[k - 1].
     branch = tf.constant(0, tf.int32)
     for k, ratio in reversed(list(enumerate(_JPEG_RATIOS, 1))):
         branch = tf.where(short_side >= ratio * image_size, k, branch)
-    branch = tf.where(tf.equal(image_format(encoded), JPEG), branch, 0)
+    branch = tf.where(tf.equal(fmt, JPEG), branch, 0)
 
     def generic():
         return tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -340,8 +378,12 @@ class Parser:
         """
         out = {}
         if "image" in self.features:
-            encoded = check_pixel_budget(raw["encoded"], self.max_pixels, what=raw["image_id"])
-            out["image"] = decode_image(encoded, self.image_size, dtype=tf.uint8 if training else tf.float32)
+            encoded = raw["encoded"]
+            fmt = image_format(encoded)
+            shape = image_shape(encoded, fmt)
+            encoded = check_pixel_budget(encoded, self.max_pixels, what=raw["image_id"], shape=shape)
+            dtype = tf.uint8 if training else tf.float32
+            out["image"] = decode_image(encoded, self.image_size, dtype=dtype, shape=shape, fmt=fmt)
         dist = self._distribution(raw["votes"])
         out["_distribution"] = dist
         out["_image_id"] = raw["image_id"]
