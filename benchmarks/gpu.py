@@ -66,7 +66,7 @@ PEAK_TFLOPS = {
     "V100": {"fp32": 15.7, "tf32": None, "bf16": None, "fp16": 125.0},
 }
 
-PRECISIONS = {"float32": "float32", "mixed_float16": "fp16", "mixed_bfloat16": "bf16"}
+PRECISIONS = {"float32": "fp32", "mixed_float16": "fp16", "mixed_bfloat16": "bf16"}
 
 
 def _log(msg):
