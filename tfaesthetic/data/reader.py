@@ -35,6 +35,12 @@ AUTOTUNE = tf.data.AUTOTUNE
 #: a few MB) are cached, AVA at 224 px (255k images, ~38 GB of pixels) is not.
 CACHE_AUTO_MAX_BYTES = 1 << 30
 
+#: Mode "review", training branch: the reviews of this many images are expanded at
+#: once, in parallel, and interleaved one by one, so that an image with many reviews
+#: (AVA has up to 125) neither holds up a batch nor fills it with its own reviews.
+#: 0 expands one image after the other (`flat_map`, as the evaluation branch does).
+REVIEW_CYCLE_LENGTH = 8
+
 
 class ShardError(ValueError):
     """A records shard is missing, truncated or corrupt (the message names the file)."""
@@ -265,36 +271,48 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
     if is_training and not cache:
         dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     decoder = decoder_lib.Decoder(parser.decoder_outputs())
-    augment = parser.augment_image if is_training else (lambda parsed: parsed)
     image_mode = config.mode == "image"
 
-    def finish(parsed):
-        # Per-image steps after the (cacheable) deterministic parse, fused in one map.
-        parsed = augment(parsed)
-        if not image_mode:
-            return parsed
+    def augment_batch(parsed):
+        # The training augmentation, once per batch (one op for all its images:
+        # `random_flip_left_right` flips each image of a 4-D batch independently).
+        return parser.augment_image(parsed) if is_training else parsed
+
+    def augment_reviews(feats, *rest):
+        return (augment_batch(feats),) + rest
+
+    def finish_images(parsed):
+        parsed = augment_batch(parsed)
         feats, labels, metadata = parser.image_example(parsed)
         return (feats, labels, metadata) if include_metadata else (feats, labels)
 
     map_kwargs = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs)
     if cache:
-        dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs).cache()
+        dataset = dataset.cache()
         if is_training:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(finish, **map_kwargs)
-    else:
-        dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s), is_training)), **map_kwargs)
 
-    if not image_mode:
-        dataset = dataset.flat_map(parser.review_examples)
+    if image_mode:
+        dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(finish_images, **map_kwargs)
+    else:
+        if is_training and REVIEW_CYCLE_LENGTH:
+            dataset = dataset.interleave(
+                parser.review_examples, cycle_length=REVIEW_CYCLE_LENGTH, block_length=1,
+                num_parallel_calls=AUTOTUNE, deterministic=deterministic,
+            )
+        else:
+            dataset = dataset.flat_map(parser.review_examples)
         if not include_metadata:
             dataset = dataset.map(lambda f, l, m: (f, l), **map_kwargs)
         if is_training:
             # Reviews of one image arrive together; mix them across images. The
             # buffered reviews of one image share its decoded pixels.
             dataset = dataset.shuffle(max(64, min(config.shuffle_buffer, 8 * batch_size)), seed=seed)
-
-    dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
+        dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
+        if is_training:
+            dataset = dataset.map(augment_reviews, **map_kwargs)
     dataset = dataset.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
