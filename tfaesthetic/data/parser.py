@@ -407,7 +407,7 @@ class Parser:
     # --- training branch -----------------------------------------------------------
 
     def augment_image(self, parsed: dict) -> dict:
-        """Training-only augmentation: a random horizontal flip (of one image, or of each image of a batch)."""
+        """Training-only augmentation: a random horizontal flip."""
         if not self.augment or "image" not in parsed:
             return parsed
         parsed = dict(parsed)

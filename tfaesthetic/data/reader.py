@@ -273,30 +273,28 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
     decoder = decoder_lib.Decoder(parser.decoder_outputs())
     image_mode = config.mode == "image"
 
-    def augment_batch(parsed):
-        # The training augmentation, once per batch (one op for all its images:
-        # `random_flip_left_right` flips each image of a 4-D batch independently).
-        return parser.augment_image(parsed) if is_training else parsed
+    augment = parser.augment_image if is_training else (lambda parsed: parsed)
 
-    def augment_reviews(feats, *rest):
-        return (augment_batch(feats),) + rest
-
-    def finish_images(parsed):
-        parsed = augment_batch(parsed)
+    def finish(parsed):
+        # Per-image steps after the (cacheable) deterministic parse, fused in one map
+        # (per image, in parallel: a flip of a whole batch in one op is slower, it
+        # runs on one core).
+        parsed = augment(parsed)
+        if not image_mode:
+            return parsed
         feats, labels, metadata = parser.image_example(parsed)
         return (feats, labels, metadata) if include_metadata else (feats, labels)
 
     map_kwargs = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs)
     if cache:
-        dataset = dataset.cache()
+        dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs).cache()
         if is_training:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-
-    if image_mode:
-        dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
-        dataset = dataset.map(finish_images, **map_kwargs)
+        dataset = dataset.map(finish, **map_kwargs)
     else:
+        dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s), is_training)), **map_kwargs)
+
+    if not image_mode:
         if is_training and REVIEW_CYCLE_LENGTH:
             dataset = dataset.interleave(
                 parser.review_examples, cycle_length=REVIEW_CYCLE_LENGTH, block_length=1,
@@ -310,9 +308,8 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
             # Reviews of one image arrive together; mix them across images. The
             # buffered reviews of one image share its decoded pixels.
             dataset = dataset.shuffle(max(64, min(config.shuffle_buffer, 8 * batch_size)), seed=seed)
-        dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
-        if is_training:
-            dataset = dataset.map(augment_reviews, **map_kwargs)
+
+    dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
     dataset = dataset.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
