@@ -290,7 +290,9 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
         dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs).cache()
         if is_training:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(finish, **map_kwargs)
+        # From the cache, an example costs a flip and a copy: one thread does it; more
+        # would only take cores from the training step.
+        dataset = dataset.map(finish)
     else:
         dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s), is_training)), **map_kwargs)
 
@@ -309,7 +311,7 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
             # buffered reviews of one image share its decoded pixels.
             dataset = dataset.shuffle(max(64, min(config.shuffle_buffer, 8 * batch_size)), seed=seed)
 
-    dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=None if cache else AUTOTUNE)
     dataset = dataset.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
