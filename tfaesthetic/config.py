@@ -42,7 +42,9 @@ class DataConfig:
         global_batch_size: batch size over all replicas and workers.
         shuffle_buffer: examples in the shuffle buffer (training only).
         augment: random augmentation on the training branch.
-        cache: cache parsed examples in memory after the first epoch (small data only).
+        cache: keep parsed examples in memory after the first epoch: True, False,
+            or "auto" (when the split's decoded examples fit,
+            `tfaesthetic.data.reader.should_cache`).
         seed: shuffle/augmentation seed; None for nondeterministic.
         feature_cache_dir: when set, read cached backbone features instead of images.
         protocol: split protocol of the review mode: "cold" (default; val/test are
@@ -59,7 +61,7 @@ class DataConfig:
     global_batch_size: int = 32
     shuffle_buffer: int = 2048
     augment: bool = True
-    cache: bool = False
+    cache: Any = "auto"
     seed: Optional[int] = None
     feature_cache_dir: str = ""
     protocol: str = "cold"
