@@ -81,7 +81,7 @@ def check_num_workers(num_workers) -> int:
 def _worker_fault(fn: Callable) -> None:
     spec = os.environ.get(FAULT_ENV, "")
     stage = spec.partition(":")[0]
-    if stage not in ("worker", _TASK_STAGES.get(getattr(fn, "__name__", ""), "")):
+    if not stage or stage not in ("worker", _TASK_STAGES.get(getattr(fn, "__name__", ""))):
         return
     if spec.endswith(":kill"):
         os.kill(os.getpid(), signal.SIGKILL)
