@@ -267,7 +267,9 @@ def serialize_record(record, token_rows: list, fmt: Optional[str]) -> bytes:
                 f"Image {record.image_id!r} could be loaded in the validation pass but not when writing its shard"
             )
         record = dataclasses.replace(record, image_format=fmt)
-    return features.to_example(record, token_rows, image_bytes).SerializeToString()
+    # deterministic: map entries (the feature names) in sorted order; otherwise their order
+    # follows a per-process hash seed and two builds of the same input differ byte for byte.
+    return features.to_example(record, token_rows, image_bytes).SerializeToString(deterministic=True)
 
 
 def serialize_chunk(items: list) -> list:

@@ -29,7 +29,8 @@ listed in `rejected.jsonl`):
   it (`bytes_after_end_marker`); more than `max_pixels` pixels (50 megapixels by
   default) read from the header, before any decoding (`too_many_pixels`);
 - image bytes that `tf.io.decode_image` (the decoder the input pipeline uses)
-  cannot decode, including empty files: rejected (`undecodable_image`);
+  cannot decode, including empty files: rejected (`undecodable_image`). Workers
+  decode with Pillow; only what Pillow refuses is decoded by TF, here, to decide;
 - image whose bytes are another format than its name/`image_format` says (a PNG
   named `.jpg`): kept with the format detected from the bytes (kept note
   `image_format_mismatch`);
@@ -37,7 +38,9 @@ listed in `rejected.jsonl`):
   by U+FFFD (kept note `non_utf8_text`).
 
 Image bytes are loaded lazily through `record.load_image` in two streaming passes
-(validate, then write), so only one image is held in memory at a time. Image indices
+(validate, then write), in `num_workers` processes (`tfaesthetic.records.parallel`;
+the results are applied in source order, so the build does not depend on the
+number), with a bounded number of images in flight. Image indices
 are dense and assigned to the kept records: training images first (0..n_train-1),
 then validation, then test. The vocabulary is built from the training split only.
 
