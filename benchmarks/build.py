@@ -34,6 +34,7 @@ import io
 import json
 import os
 import statistics
+import shutil
 import socket
 import subprocess
 import sys

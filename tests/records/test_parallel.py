@@ -139,3 +139,27 @@ def test_failed_or_killed_worker_fails_the_build_and_keeps_previous_records(tmp_
         _build(out_dir, path, 2)
     assert _files(out_dir) == before
     assert [n for n in os.listdir(tmp_path) if n.startswith("records.")] == []
+
+
+@pytest.mark.slow
+def test_cli_num_workers_in_a_fresh_process_writes_the_same_bytes(tmp_path):
+    """`build_jsonl.py --num_workers=2` in another process (another hash seed) = the in-process 1-worker build."""
+    import subprocess
+    import sys
+
+    path = _source(tmp_path)
+    _build(tmp_path / "w1", path, 1)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONHASHSEED="12345", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, os.path.join(repo, "records", "build_jsonl.py"), f"--jsonl={path}",
+         f"--out_dir={tmp_path / 'cli'}", "--num_bins=5", "--num_shards=2", "--val_fraction=0.2", "--test_fraction=0.2",
+         "--num_workers=2"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    one, cli = _files(tmp_path / "w1"), _files(tmp_path / "cli")
+    m1, m2 = (json.loads(d.pop(writer.MANIFEST)) for d in (one, cli))
+    assert one == cli
+    ignore = ("created", "command_line")
+    assert {k: v for k, v in m1.items() if k not in ignore} == {k: v for k, v in m2.items() if k not in ignore}

@@ -23,7 +23,8 @@ Pillow cannot decode is decided in the parent by `tf.io.decode_image` (the input
 pipeline's decoder), so the `undecodable_image` rule and its message are TF's and an
 image TF reads is never rejected because of Pillow.
 
-A worker that raises or dies fails the build (`WorkerError` naming the chunk, or the
+Workers die with the builder (a killed build leaves no worker holding its output
+pipes). A worker that raises or dies fails the build (`WorkerError` naming the chunk, or the
 `BrokenProcessPool` of a killed worker); the writer then removes its staging
 directory and the previous records stay as they were. At most `WINDOW_PER_WORKER`
 chunks per worker are in flight, so memory does not grow with the number of images.
@@ -88,6 +89,19 @@ def _worker_fault(fn: Callable) -> None:
     raise RuntimeError(f"{FAULT_ENV}: simulated failure in a records worker (pid {os.getpid()})")
 
 
+def _worker_init(parent_pid: int) -> None:
+    """Each worker dies with the builder (Linux `PR_SET_PDEATHSIG`): a killed build leaves no worker behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the builder died before the line above
+        os._exit(1)
+
+
 def _run_task(fn: Callable, args: tuple):
     try:
         _worker_fault(fn)
@@ -118,7 +132,8 @@ class Pool:
         self._executor = None
         if self.num_workers > 1:
             self._executor = concurrent.futures.ProcessPoolExecutor(
-                self.num_workers, mp_context=multiprocessing.get_context("fork")
+                self.num_workers, mp_context=multiprocessing.get_context("fork"),
+                initializer=_worker_init, initargs=(os.getpid(),),
             )
 
     def map(self, fn: Callable, tasks: Iterable[tuple]) -> Iterator:
