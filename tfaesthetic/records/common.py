@@ -601,7 +601,9 @@ def finish_build(
         The manifest; `manifest["review_derivation"]` holds the comment counts per
         review type/level/rating, `manifest["consistency"]` Eq. 7 (None without votes).
     """
-    derivation = reviews_lib.derive_ratings(data.records, rules, rewrite=rewrite_reviews)
+    from tfaesthetic.records import parallel
+
+    derivation = parallel.derive_ratings(data.records, rules, rewrite=rewrite_reviews, num_workers=num_workers)
     extra = {"source_notes": data.notes, "review_derivation": derivation}
     extra.update(extra_manifest or {})
     try:

@@ -11,6 +11,9 @@ work that costs CPU, in chunks of `CHUNK` consecutive records:
 - pass 2 (`serialize_chunk`): load the bytes again and serialise the
   `tf.train.Example` (token ids computed by the parent).
 
+Before the writer, `derive_ratings` shares the review-rating derivation (seed 000
+§4.1, `tfaesthetic.records.reviews`, per comment) over the workers the same way.
+
 Results come back in submission order and the parent applies them in that order, so
 the records, `vocab.txt`, the tsv files, `rejected.jsonl` and the manifest (apart
 from `created`) are the same byte for byte whatever `num_workers` is:
@@ -52,7 +55,7 @@ WINDOW_PER_WORKER = 4
 FAULT_ENV = "TFAESTHETIC_RECORDS_FAULT"  # the writer's fault hook; stage "worker" fires inside a worker task
 
 # Fault stages of the worker tasks (`worker` matches both).
-_TASK_STAGES = {"inspect_chunk": "worker_check", "serialize_chunk": "worker_write"}
+_TASK_STAGES = {"inspect_chunk": "worker_check", "serialize_chunk": "worker_write", "derive_chunk": "worker_reviews"}
 
 # The records of the running pass, inherited by forked workers (never pickled).
 _RECORDS: Optional[list] = None
@@ -290,3 +293,53 @@ def serialize_record(record, token_rows: list, fmt: Optional[str]) -> bytes:
 def serialize_chunk(items: list) -> list:
     """Pass 2 task: items `(index into _RECORDS, token_rows, fmt)` -> serialised Examples."""
     return [serialize_record(_RECORDS[i], rows, fmt) for i, rows, fmt in items]
+
+
+# --- review ratings (seed 000 §4.1), before the writer ---------------------------------
+
+DERIVE_CHUNK = 64
+
+
+def derive_chunk(lo: int, hi: int, rules, rewrite: bool) -> tuple:
+    """`reviews.derive_ratings` on `_RECORDS[lo:hi]`: per comment `(sentiment, rating, text or None)`, the summary."""
+    from tfaesthetic.records import reviews
+
+    records = _RECORDS[lo:hi]
+    summary = reviews.derive_ratings(records, rules, rewrite=rewrite)
+    rows = [(c.sentiment, c.rating, c.text if rewrite else None) for r in records for c in r.comments]
+    return rows, summary
+
+
+def _add_summaries(total, part):
+    if isinstance(part, dict):
+        for key, value in part.items():
+            total[key] = _add_summaries(total.get(key, 0 if not isinstance(value, dict) else {}), value)
+        return total
+    return total + part
+
+
+def derive_ratings(records: list, rules, *, rewrite: bool = False, num_workers: int = 1) -> dict:
+    """`reviews.derive_ratings(records, rules, rewrite=...)` with the comments shared over workers.
+
+    Each comment's rating depends on its text alone, so the records get the same
+    ratings (and the summary the same counts, summed chunk by chunk in order)
+    whatever `num_workers` is. One worker calls `reviews.derive_ratings` directly.
+    """
+    from tfaesthetic.records import reviews
+
+    num_workers = check_num_workers(num_workers)
+    bounds = [(lo, min(lo + DERIVE_CHUNK, len(records))) for lo in range(0, len(records), DERIVE_CHUNK)]
+    if num_workers == 1 or len(bounds) < 2:
+        return reviews.derive_ratings(records, rules, rewrite=rewrite)
+    total = None
+    with Pool(records, num_workers, len(bounds)) as pool:
+        results = pool.map(derive_chunk, ((lo, hi, rules, rewrite) for lo, hi in bounds))
+        for (lo, hi), (rows, summary) in zip(bounds, results):
+            it = iter(rows)
+            for record in records[lo:hi]:
+                for comment in record.comments:
+                    comment.sentiment, comment.rating, text = next(it)
+                    if text is not None:
+                        comment.text = text
+            total = summary if total is None else _add_summaries(total, summary)
+    return total
