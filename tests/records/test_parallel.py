@@ -163,3 +163,24 @@ def test_cli_num_workers_in_a_fresh_process_writes_the_same_bytes(tmp_path):
     assert one == cli
     ignore = ("created", "command_line")
     assert {k: v for k, v in m1.items() if k not in ignore} == {k: v for k, v in m2.items() if k not in ignore}
+
+
+@pytest.mark.parametrize("rewrite", [False, True])
+def test_review_ratings_in_workers_equal_one_process(rewrite):
+    from tfaesthetic import features
+    from tfaesthetic.records import reviews
+
+    texts = ["I love it, wonderful colours", "Too dark and blurry, sorry", "Nice shot", "Where was this taken?",
+             "I really like this one", "boring, not my cup of tea", "The light is great but the crop is bad", "wow"]
+
+    def records():
+        return [features.ImageRecord(image_id=f"i{i}", split="train",
+                                     comments=[features.Comment(text=texts[(i * 3 + k) % len(texts)]) for k in range(i % 4)])
+                for i in range(200)]
+
+    one, many = records(), records()
+    s1 = reviews.derive_ratings(one, reviews.ReviewRules(), rewrite=rewrite)
+    s3 = parallel.derive_ratings(many, reviews.ReviewRules(), rewrite=rewrite, num_workers=3)
+    assert s3 == s1 and json.dumps(s3) == json.dumps(s1)
+    flat = lambda rs: [(c.text, c.sentiment, c.rating) for r in rs for c in r.comments]  # noqa: E731
+    assert flat(many) == flat(one) and len(set(c.rating for r in one for c in r.comments)) >= 2
