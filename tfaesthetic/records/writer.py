@@ -62,7 +62,8 @@ Fault hooks for tests: the environment variable `TFAESTHETIC_RECORDS_FAULT` set 
 `raise` = a `RuntimeError`, `exit` = `SimulatedKill`, which skips the clean-up
 like a kill) stops a build at that stage; `worker:raise` / `worker:kill` make every
 records worker task raise / SIGKILL its process (`worker_check:` only the image
-checks of pass 1, `worker_write:` only the serialisation of pass 2;
+checks of pass 1, `worker_write:` only the serialisation of pass 2,
+`worker_reviews:` only the review ratings before the writer;
 `tfaesthetic.records.parallel`).
 """
 
