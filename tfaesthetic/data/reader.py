@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 from typing import Optional
 
 import tensorflow as tf
@@ -32,7 +31,9 @@ from tfaesthetic import features as features_lib
 from tfaesthetic import text as text_lib
 from tfaesthetic.data import decoder as decoder_lib
 from tfaesthetic.data import parser as parser_lib
+from tfaesthetic.records import shards
 from tfaesthetic.records import writer
+from tfaesthetic.records.shards import ShardError  # noqa: F401  (raised here, exported by tfaesthetic.data)
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -47,10 +48,6 @@ CACHE_AUTO_MAX_BYTES = 1 << 30
 #: (AVA has up to 125) neither holds up a batch nor fills it with its own reviews.
 #: 0 expands one image after the other (`flat_map`, as the evaluation branch does).
 REVIEW_CYCLE_LENGTH = 8
-
-
-class ShardError(ValueError):
-    """A records shard is missing, truncated or corrupt (the message names the file)."""
 
 
 def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> list:
@@ -71,31 +68,6 @@ def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> lis
         if not tf.io.gfile.exists(path):
             raise ShardError(f"Records shard {path} is listed in the manifest but does not exist.")
     return paths
-
-
-def _check_framing(path: str) -> int:
-    """Walks TFRecord framing (uint64 length, uint32 crc, data, uint32 crc); returns the count."""
-    size = tf.io.gfile.stat(path).length
-    count = 0
-    offset = 0
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while offset < size:
-            if size - offset < 12:
-                raise ShardError(
-                    f"Records shard {path} is truncated: {size - offset} trailing bytes at offset {offset} "
-                    f"after record {count} (a record header needs 12)."
-                )
-            f.seek(offset)
-            (length,) = struct.unpack("<Q", f.read(8))
-            end = offset + 12 + length + 4
-            if end > size:
-                raise ShardError(
-                    f"Records shard {path} is truncated: record {count} at offset {offset} needs {end - offset} "
-                    f"bytes, the file has {size - offset} left (size {size})."
-                )
-            offset = end
-            count += 1
-    return count
 
 
 def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = False) -> dict:
@@ -121,7 +93,7 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
     counts = {}
     for s in splits:
         for path in shard_paths(records_dir, s, manifest):
-            counts[path] = _check_framing(path)
+            counts[path] = shards.check_framing(path)
             expected = sizes.get(os.path.basename(path))
             actual = tf.io.gfile.stat(path).length
             if expected is not None and int(expected) != actual:

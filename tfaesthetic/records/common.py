@@ -287,7 +287,7 @@ class CommentSource:
                         source=path,
                         record=number,
                         image_id=image_id,
-                        detail=f'Expected a string or {{"text": str, "user": ...}}. Received: {_short(item)}',
+                        detail=f'Expected a string or {{"text": str, "user": ...}}. Received: {short(item)}',
                         level="comment",
                     )
         return by_id
@@ -375,7 +375,7 @@ def _column(header, names, path):
     raise ValueError(f"Expected a header column named one of {names} in {path}. Received header: {header}")
 
 
-def _short(value, limit=120) -> str:
+def short(value, limit=120) -> str:
     try:
         text = json.dumps(value, ensure_ascii=True)
     except (TypeError, ValueError):

@@ -204,7 +204,8 @@ class ImageCheck:
     decode_error: Optional[str] = None
 
 
-def _load_bytes(record) -> Optional[bytes]:
+def load_bytes(record) -> Optional[bytes]:
+    """The encoded image bytes of a record (held, or read through its loader), or None without an image."""
     if record.encoded is not None:
         return bytes(record.encoded)
     if record.load_image is not None:
@@ -231,7 +232,7 @@ def pillow_problem(data: bytes) -> Optional[str]:
 def inspect_image(record, validate_images: bool, max_pixels) -> ImageCheck:
     """The writer's image rules on one record, without TensorFlow (see `writer._check_image`)."""
     try:
-        data = _load_bytes(record)
+        data = load_bytes(record)
     except OSError as e:
         return ImageCheck(reject=("missing_image_file", str(e)))
     except Exception as e:  # A source's loader failing otherwise must not stop the build.
@@ -279,7 +280,7 @@ def serialize_record(record, token_rows: list, fmt: Optional[str]) -> bytes:
     )
     image_bytes = None
     if fmt is not None:
-        image_bytes = _load_bytes(record)
+        image_bytes = load_bytes(record)
         if not image_bytes:
             raise RuntimeError(
                 f"Image {record.image_id!r} could be loaded in the validation pass but not when writing its shard"

@@ -88,6 +88,8 @@ from tfaesthetic import images as images_lib
 from tfaesthetic import text as text_lib
 from tfaesthetic.records import parallel
 from tfaesthetic.records import rules
+from tfaesthetic.records import shards
+from tfaesthetic.records.shards import sha256_file, shard_fingerprint, shard_name  # noqa: F401  (public names of the writer)
 from tfaesthetic.records.rejections import Rejections
 
 MANIFEST = "manifest.json"
@@ -107,7 +109,6 @@ detect_format = images_lib.detect_format
 
 FAULT_ENV = "TFAESTHETIC_RECORDS_FAULT"
 FAULT_STAGES = ("shard", "after_shards", "before_manifest", "before_switch", "switch")
-_FINGERPRINT_BLOCK = 1 << 16
 # Staging directories of builds running in this process (never "stale").
 _ACTIVE = set()
 
@@ -132,31 +133,6 @@ def _fault(stage: str) -> None:
     if action == "exit":
         raise SimulatedKill(stage)
     raise RuntimeError(f"{FAULT_ENV}: simulated failure at stage {stage!r}")
-
-
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    """`train-00000-of-00004.tfrecord`."""
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def shard_fingerprint(path: str) -> str:
-    """sha256 of a shard's size, first and last 64 KiB: cheap to check on open, differs between builds."""
-    size = os.path.getsize(path) if not str(path).startswith(("gs://", "s3://")) else tf.io.gfile.stat(path).length
-    h = hashlib.sha256(size.to_bytes(8, "little"))
-    with tf.io.gfile.GFile(path, "rb") as f:
-        h.update(f.read(_FINGERPRINT_BLOCK))
-        if size > _FINGERPRINT_BLOCK:
-            f.seek(max(_FINGERPRINT_BLOCK, size - _FINGERPRINT_BLOCK))
-            h.update(f.read(_FINGERPRINT_BLOCK))
-    return h.hexdigest()
 
 
 def _clean_field(value) -> str:
@@ -333,12 +309,11 @@ def _switch(staging: str, out_dir: str, token: str, build_id: str) -> None:
 
 def _verify_staged(staging: str, manifest: dict, expected_counts: dict) -> None:
     """Re-reads what was staged: every shard's framing and record count, sizes, side files, the manifest."""
-    from tfaesthetic.data import reader  # reader imports this module
 
     files = manifest["files"]
     for name, expected in expected_counts.items():
         path = os.path.join(staging, name)
-        count = reader._check_framing(path)
+        count = shards.check_framing(path)
         if count != expected or os.path.getsize(path) != files["shard_bytes"][name]:
             raise RuntimeError(
                 f"Verification of the new build failed: {path} holds {count} records, {expected} were written. "
@@ -732,7 +707,7 @@ def _check_records(records, scale, source, rejections, validate_images, max_pixe
         check = checks.get(position)
         if check is not None:
             if check.reject is None and check.decode_error is not None:
-                message = _tf_decode_problem(parallel._load_bytes(record))
+                message = _tf_decode_problem(parallel.load_bytes(record))
                 if message is not None:
                     check.reject, check.fmt = ("undecodable_image", message), None
             if check.reject is not None:
