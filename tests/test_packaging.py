@@ -1,10 +1,11 @@
 """The package works when installed from a wheel (not only from this checkout).
 
-`pip wheel .` must carry the package data (the default search spaces); in a fresh
+`pip wheel .` must carry the package data (the default search spaces) and the records
+builders; in a fresh
 virtual environment holding only that wheel (its dependencies are borrowed from the
 test environment's site-packages as a plain path, so this checkout's editable install
-is not active), `python -m tfaesthetic.tune` runs from a directory outside the
-repository.
+is not active), `python -m tfaesthetic.records.build_demo` and `python -m
+tfaesthetic.tune` run from a directory outside the repository.
 """
 
 import glob
@@ -30,10 +31,11 @@ def wheel(tmp_path_factory):
     return path
 
 
-def test_wheel_contains_the_default_search_spaces(wheel):
+def test_wheel_contains_the_default_search_spaces_and_the_builders(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"tfaesthetic/tuning/spaces/mracnn.json", "tfaesthetic/tuning/spaces/cfan.json"} <= names
-    assert not any(n.startswith("tests/") for n in names)
+    assert {f"tfaesthetic/records/build_{n}.py" for n in ("demo", "jsonl", "ava", "photonet")} <= names
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 
 
 @pytest.mark.slow
@@ -60,6 +62,13 @@ def test_tune_runs_from_an_installed_wheel(wheel, tmp_path):
         cwd=str(work), env=env, check=True, capture_output=True, text=True, timeout=120,
     ).stdout.split()
     assert where[0].startswith(site) and where[1].startswith(site), where
+    built = subprocess.run(
+        [python, "-m", "tfaesthetic.records.build_demo", f"--out_dir={work / 'demo'}", "--num_images=60",
+         "--image_size=32", "--num_users=10", "--num_workers=1"],
+        cwd=str(work), env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert (work / "demo" / "manifest.json").exists()
     proc = subprocess.run(
         [python, "-m", "tfaesthetic.tune", "--demo_size=tiny", "--tuner=random", "--max_trials=1", "--epochs=1",
          f"--directory={work / 'trials'}", "--seed=0"],

@@ -61,7 +61,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfaesthetic import config as config_lib
-from tfaesthetic import data
 from tfaesthetic import export as export_lib
 from tfaesthetic import io
 from tfaesthetic import models  # noqa: F401  (registers the custom objects `load_run_model` reads)
@@ -71,7 +70,7 @@ from tfaesthetic.data import records_info
 from tfaesthetic.training import multi_worker
 # The public names of the training package, re-exported: `trainer` is the one module
 # a caller (CLI, tuner, test) needs.
-from tfaesthetic.training.datasets import build_datasets, num_batches, num_split_examples  # noqa: F401
+from tfaesthetic.training.datasets import build_datasets, num_batches, num_split_examples, with_known_length  # noqa: F401
 from tfaesthetic.training.optimization import learning_rate_at_epoch, make_optimizer  # noqa: F401
 from tfaesthetic.training.runtime import configure_logical_devices, create_strategy, is_chief, is_multi_worker  # noqa: F401
 from tfaesthetic.training.state import (  # noqa: F401
@@ -471,7 +470,7 @@ def _feature_cache_fit(config, task, strategy, model) -> tuple:
     val = None
     if num_split_examples(task.manifest, "val"):
         val = fc.build_cached_dataset(config.data, False, split="val").map(select)
-    train, val = _with_known_length(train, val, config, task.manifest)
+    train, val = with_known_length(train, val, config, task.manifest)
     return head, train, val
 
 

@@ -22,7 +22,7 @@ def num_split_examples(manifest: dict, split: str) -> int:
     return int((manifest.get("splits") or {}).get(split, 0))
 
 
-def build_datasets(config, task: Task, model, *, input_context=None) -> tuple:
+def build_datasets(config, task, model, *, input_context=None) -> tuple:
     """(train, val or None) datasets of `(features, labels)` for `model`, global batch size.
 
     Call outside the strategy scope (the model only names the inputs and outputs).
@@ -36,16 +36,20 @@ def build_datasets(config, task: Task, model, *, input_context=None) -> tuple:
     val = None
     if num_split_examples(task.manifest, "val"):
         val = prepare(data.build_dataset(config.data, False, split="val", input_context=input_context))
-    return _with_known_length(train, val, config, task.manifest, input_context)
+    return with_known_length(train, val, config, task.manifest, input_context)
 
 
 def num_batches(config, manifest: dict, split: str, *, training: bool) -> Optional[int]:
     """Batches in one pass over `split` at the global batch size (None if the manifest cannot tell).
 
     Training batches drop the remainder (`build_dataset(is_training=True)`); evaluation
-    batches keep it.
+    batches keep it. None under the warm protocol (its parts are made in the pipeline).
     """
     mode = config_lib.MODES.get(config.model.name, getattr(config.data, "mode", "image"))
+    if mode == "review" and getattr(config.data, "protocol", "cold") == "warm":
+        # The warm protocol splits the training records' reviews by a hash of
+        # (image, user) in the pipeline: the manifest does not count the parts.
+        return None
     try:
         if mode == "review":
             reviews = manifest.get("reviews")
@@ -60,7 +64,7 @@ def num_batches(config, manifest: dict, split: str, *, training: bool) -> Option
     return n // batch if training else math.ceil(n / batch)
 
 
-def _with_known_length(train, val, config, manifest, input_context=None) -> tuple:
+def with_known_length(train, val, config, manifest, input_context=None) -> tuple:
     """Gives `fit` what it expects: a repeated dataset for a fixed step count, else a known length.
 
     With `--steps_per_epoch` (`--validation_steps`) the dataset repeats and epochs

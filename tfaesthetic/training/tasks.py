@@ -73,10 +73,10 @@ class Task:
         """
         if hasattr(model, "prepare_batch"):
             return model.prepare_batch
-        input_keys = tuple(input_keys(model))
+        keys = tuple(input_keys(model))
 
         def fn(features, labels):
-            return {k: features[k] for k in input_keys}, labels
+            return {k: features[k] for k in keys}, labels
 
         return fn
 
