@@ -45,7 +45,8 @@ class EMDWithMeanScoreTest(TestCase):
         q, q_hat = random_distributions(rng, 5, 10), random_distributions(rng, 5, 10)
         self.assertAllClose(EMDWithMeanScore(mean_weight=0.0)(q, q_hat), EMD(r=2)(q, q_hat))
         # Mirrored distributions about the middle bin share the mean: only EMD remains.
-        a = np.array([[0.5, 0.0, 0.5]]); b = np.array([[0.0, 1.0, 0.0]])
+        a = np.array([[0.5, 0.0, 0.5]])
+        b = np.array([[0.0, 1.0, 0.0]])
         self.assertAllClose(emd_with_mean(a, b, mean_weight=5.0), numpy_emd(a, b, 2))
 
     def test_gradient_moves_the_mean_towards_the_target(self):
