@@ -9,14 +9,21 @@ of 10..60 words), then runs the real builder, `records/build_ava.py`, in a fresh
 process, twice: on a quarter of the images and on all of them. From each run:
 wall time, CPU time (user + system, from `os.wait4`) and peak RSS.
 
-Reports images/s and comments/s per core (images per CPU-second of the builder), the
-peak-RSS ratio between the two sizes (flat = the writer streams images), and the
-projected wall time of a full AVA build (255 530 images) from the per-core rate, on
-1 process (today's builder) and, assuming a parallel build that scales linearly, on
-8 and 32 cores. Writes `benchmarks/results/build-<host>-<date>.json`.
+The per-image rate: `ava.build_ava` in this process (imports and TensorFlow start-up
+paid once, by a warm-up build) with `num_workers=1` and `num_workers=2`, interleaved
+over `--reps` repetitions (the order of 1 and 2 alternates), so the 2-vs-1 ratio is
+measured side by side under the same machine load; wall time and CPU time of this
+process plus its workers. Then the real builder, `records/build_ava.py`, in fresh
+processes with 2 workers on a quarter of the images and on all of them: peak RSS
+(flat = the writer streams images) and the fixed start-up CPU time of a builder.
 
-The parallel build (`--num_workers`) of issue 14 item 2 is not implemented yet; the
-8/32-core figures are the projection that such a build would have to meet.
+Reports images/s and comments/s per core (images per CPU-second of the builder and
+its workers, one worker), the CPU time per image with 1 and 2 workers (the parallel
+overhead), the 2-vs-1-worker speed-up of the per-image wall time (target >= 1.8x),
+the peak-RSS ratio between the two sizes (flat = the writer streams images), and the
+projected wall time of a full AVA build (255 530 images, ~1.5 M comments) on 8 and 32
+cores from the per-core rate: linear, and scaled by the measured 2-worker efficiency.
+Writes `benchmarks/results/build-<host>-<date>.json`.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import datetime
 import io
 import json
 import os
+import statistics
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,103 +95,202 @@ def make_ava(root, n, seed=0):
     return ava_dir, image_dir, path, n_comments, total_bytes
 
 
-def run_build(ava_dir, image_dir, comments, out_dir, num_images):
-    """Runs records/build_ava.py on the first `num_images` rows; returns wall s, CPU s, peak RSS MB."""
-    sub = os.path.join(os.path.dirname(out_dir), f"ava_{num_images}")
-    os.makedirs(sub, exist_ok=True)
-    with open(os.path.join(ava_dir, "AVA.txt")) as f, open(os.path.join(sub, "AVA.txt"), "w") as g:
-        for _, line in zip(range(num_images), f):
-            g.write(line)
+def run_build(ava_dir, image_dir, comments, out_dir, num_images, num_workers):
+    """Runs records/build_ava.py on the first `num_images` rows; returns wall s and the report."""
+    sub = _subset(ava_dir, os.path.dirname(out_dir), num_images)
     cmd = [
         sys.executable, os.path.join(ROOT, "records", "build_ava.py"), f"--ava_dir={sub}", f"--image_dir={image_dir}",
-        f"--comments={comments}", f"--out_dir={out_dir}", "--num_shards=4",
+        f"--comments={comments}", f"--out_dir={out_dir}", "--num_shards=4", f"--num_workers={num_workers}",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
-    # communicate() reaped the child: its resource use is in RUSAGE_CHILDREN (cumulative), so take differences.
     if proc.returncode != 0:
         raise RuntimeError(f"build failed ({proc.returncode}): {err.decode()[-2000:]}")
     return wall, out.decode()
 
 
-def measure(ava_dir, image_dir, comments, root, num_images):
+def measure(ava_dir, image_dir, comments, root, num_images, num_workers):
+    """One build: wall s, CPU s (builder and its workers: RUSAGE_CHILDREN differences), peak RSS MB."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, out = run_build(ava_dir, image_dir, comments, os.path.join(root, f"records_{num_images}"), num_images)
+    out_dir = os.path.join(root, f"records_{num_images}_{num_workers}")
+    wall, out = run_build(ava_dir, image_dir, comments, out_dir, num_images, num_workers)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: run the small size first.
-    return {"images": num_images, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": after.ru_maxrss / 1024, "report": out}
+    with open(os.path.join(out_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    # ru_maxrss of RUSAGE_CHILDREN is the largest process so far: the small size runs first.
+    return {
+        "images": num_images, "workers": num_workers, "wall_s": wall, "cpu_s": cpu,
+        "peak_rss_mb": after.ru_maxrss / 1024, "build_id": manifest["build_id"], "load_1min": os.getloadavg()[0],
+        "report": out,
+    }
+
+
+def _subset(ava_dir, root, num_images):
+    sub = os.path.join(root, f"ava_{num_images}")
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(ava_dir, "AVA.txt")) as f, open(os.path.join(sub, "AVA.txt"), "w") as g:
+        for _, line in zip(range(num_images), f):
+            g.write(line)
+    return sub
+
+
+def timed_build(ava_dir, image_dir, comments, root, num_images, num_workers, tag):
+    """One in-process build (TensorFlow already imported): wall s, CPU s of this process and its workers."""
+    import resource
+
+    from tfaesthetic.records import ava
+
+    sub = _subset(ava_dir, root, num_images)
+    out_dir = os.path.join(root, f"inproc_{num_images}_{num_workers}_{tag}")
+    self0, child0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    manifest = ava.build_ava(
+        out_dir, sub, image_dir=image_dir, comments=comments, num_shards=4, num_workers=num_workers,
+        command_line="benchmarks/build.py",
+    )
+    wall = time.perf_counter() - start
+    self1, child1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    parent = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
+    workers = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+    cpu = parent + workers
+    shutil.rmtree(out_dir)
+    return {"images": num_images, "workers": num_workers, "wall_s": wall, "cpu_s": cpu,
+            "parent_cpu_s": parent, "worker_cpu_s": workers,
+            "build_id": manifest["build_id"], "load_1min": os.getloadavg()[0]}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="200 images (a smoke run)")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of the 1- and 2-worker builds")
+    parser.add_argument("--quick", action="store_true", help="200 images, one repetition (a smoke run)")
     args = parser.parse_args(argv)
     n = 200 if args.quick else args.images
+    reps = 1 if args.quick else args.reps
+    timed, timed_small, rss_runs = [], [], []
     with tempfile.TemporaryDirectory(prefix="tfa_build_bench_") as root:
         t = time.perf_counter()
         ava_dir, image_dir, comments, n_comments, total_bytes = make_ava(root, n)
         print(f"generated {n} JPEGs (mean {total_bytes / n / 1024:.0f} KB) and {n_comments} comments "
-              f"in {time.perf_counter() - t:.1f} s")
-        small = measure(ava_dir, image_dir, comments, root, n // 4)
-        full = measure(ava_dir, image_dir, comments, root, n)
+              f"in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()}", flush=True)
+        # Builds in this process (imports and TF start-up paid once, by a warm-up build): the per-image rate.
+        timed_build(ava_dir, image_dir, comments, root, max(8, n // 20), 1, "warmup")
+        for rep in range(reps):
+            for workers in ((1, 2) if rep % 2 == 0 else (2, 1)):
+                for size in (n // 4, n):
+                    run = timed_build(ava_dir, image_dir, comments, root, size, workers, str(rep))
+                    run["rep"] = rep
+                    (timed if size == n else timed_small).append(run)
+                    print(f"rep {rep} workers {workers}: {size} images {run['wall_s']:.2f} s wall "
+                          f"{run['cpu_s']:.2f} s CPU (load {run['load_1min']:.1f})", flush=True)
+        # The real builder in fresh processes, 2 workers, at two sizes: peak RSS and start-up.
+        small = measure(ava_dir, image_dir, comments, root, n // 4, 2)
+        full = measure(ava_dir, image_dir, comments, root, n, 2)
+        rss_runs = [small, full]
     comments_per_image = n_comments / n
-    # Per-core rate from the larger run, net of the fixed start-up (imports, TF) measured by the small run.
-    # CPU time is the robust figure on a shared machine (waiting for a core costs wall time, not CPU time);
-    # when the difference is lost in the noise (too few images), fall back to the whole larger run.
-    d_images = full["images"] - small["images"]
-    d_cpu = full["cpu_s"] - small["cpu_s"]
-    d_wall = full["wall_s"] - small["wall_s"]
-    marginal = d_cpu > 0.1 * full["cpu_s"]
-    images_per_cpu_s = d_images / d_cpu if marginal else full["images"] / full["cpu_s"]
-    images_per_wall_s = d_images / d_wall if marginal and d_wall > 0 else full["images"] / full["wall_s"]
+    same_records = len({r["build_id"] for r in timed}) == 1 and full["build_id"] == timed[0]["build_id"]
+    by = {w: [r for r in timed if r["workers"] == w] for w in (1, 2)}
+    wall_1 = statistics.median(r["wall_s"] for r in by[1]) / n
+    wall_2 = statistics.median(r["wall_s"] for r in by[2]) / n
+    cpu_1 = statistics.median(r["cpu_s"] for r in by[1]) / n
+    cpu_2 = statistics.median(r["cpu_s"] for r in by[2]) / n
+    speedups = [a["wall_s"] / b["wall_s"] for a, b in zip(by[1], by[2])]
+    # Marginal per-image wall time (n minus n/4 images, same rep and workers): without the fixed cost of a
+    # build (process pools, vocabulary table, verification), i.e. the rate of a large (AVA) build.
+    small_by = {w: [r for r in timed_small if r["workers"] == w] for w in (1, 2)}
+    d = n - n // 4
+    marginal = {w: [(f["wall_s"] - s_["wall_s"]) / d for f, s_ in zip(by[w], small_by[w])] for w in (1, 2)}
+    marginal_speedups = [a / b for a, b in zip(marginal[1], marginal[2]) if b > 0]
+    marginal_speedup = statistics.median(marginal_speedups) if marginal_speedups else float("nan")
+    fixed_wall = {w: statistics.median(s_["wall_s"] - (s_["images"]) * m for s_, m in zip(small_by[w], marginal[w]))
+                  for w in (1, 2)}
+    parent_2 = statistics.median(r["parent_cpu_s"] for r in by[2]) / n
+    worker_2 = statistics.median(r["worker_cpu_s"] for r in by[2]) / n
+    # Without other load, 2 cores: the parent's serial work overlaps the workers' only in part;
+    # bound: wall >= max(parent CPU, total CPU / 2). The speed-up that CPU times allow:
+    cpu_bound_speedup = cpu_1 / max(parent_2, (parent_2 + worker_2) / 2)
+    speedup = statistics.median(speedups)
+    images_per_cpu_s = 1 / cpu_1
+    efficiency = min(1.0, speedup / 2)
+    rss_ratio = full["peak_rss_mb"] / small["peak_rss_mb"]
+    startup = small["cpu_s"] - small["images"] * cpu_2
     result = {
         "host": socket.gethostname(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": os.getloadavg(),
         "cpu_count": os.cpu_count(),
         "num_images": n,
+        "reps": reps,
         "mean_jpeg_kb": total_bytes / n / 1024,
         "comments_per_image": comments_per_image,
-        "runs": [{k: v for k, v in r.items() if k != "report"} for r in (small, full)],
+        "timed_builds": timed,
+        "rss_runs": [{k: v for k, v in r.items() if k != "report"} for r in rss_runs],
+        "same_records_1_and_2_workers": same_records,
+        "wall_s_per_image": {"1_worker": wall_1, "2_workers": wall_2},
+        "cpu_s_per_image": {"1_worker": cpu_1, "2_workers": cpu_2},
+        "speedup_2_vs_1_workers": speedup,
+        "speedup_2_vs_1_workers_per_rep": speedups,
+        "marginal_wall_s_per_image": marginal,
+        "marginal_speedup_2_vs_1_workers": marginal_speedup,
+        "marginal_speedup_2_vs_1_workers_per_rep": marginal_speedups,
+        "fixed_wall_s_per_build": fixed_wall,
+        "cpu_s_per_image_2_workers_parent_and_workers": [parent_2, worker_2],
+        "speedup_bound_from_cpu_times_2_cores": cpu_bound_speedup,
+        "target_speedup": 1.8,
         "images_per_cpu_second": images_per_cpu_s,
         "comments_per_cpu_second": images_per_cpu_s * comments_per_image,
-        "images_per_wall_second": images_per_wall_s,
-        "peak_rss_ratio_4x_images": full["peak_rss_mb"] / small["peak_rss_mb"],
-        "rate_from": "difference of the two runs (start-up removed)" if marginal else
-        "the larger run alone (start-up included: too few images for a difference)",
-        "startup_cpu_s": small["cpu_s"] - small["images"] / images_per_cpu_s,
+        "peak_rss_ratio_4x_images": rss_ratio,
+        "startup_cpu_s": startup,
         "projected_full_ava_hours": {
             "1_core": AVA_IMAGES / images_per_cpu_s / 3600,
             "8_cores_linear": AVA_IMAGES / (images_per_cpu_s * 8) / 3600,
             "32_cores_linear": AVA_IMAGES / (images_per_cpu_s * 32) / 3600,
-            "this_machine_wall_at_this_load": AVA_IMAGES / images_per_wall_s / 3600,
+            "8_cores_at_measured_efficiency": AVA_IMAGES / (images_per_cpu_s * 8 * efficiency) / 3600,
+            "32_cores_at_measured_efficiency": AVA_IMAGES / (images_per_cpu_s * 32 * efficiency) / 3600,
+            # The builder's serial work (source, vocabulary, tokens, shard files) bounds any core count.
+            "8_cores_serial_bound": AVA_IMAGES * max(parent_2, (parent_2 + worker_2) / 8) / 3600,
+            "32_cores_serial_bound": AVA_IMAGES * max(parent_2, (parent_2 + worker_2) / 32) / 3600,
         },
-        "parallel_build": "not implemented (issue 14 item 2 open): 2-vs-1-worker ratio not measured",
+        "projected_full_ava_comments": AVA_COMMENTS,
     }
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
     path = os.path.join(ROOT, "benchmarks", "results", f"build-{result['host']}-{result['date'][:10]}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(full["report"])
-    print(f"| figure | value |\n|---|---:|")
-    print(f"| images / CPU-second (per core) | {images_per_cpu_s:.1f} |")
-    print(f"| comments / CPU-second (per core) | {images_per_cpu_s * comments_per_image:.1f} |")
-    print(f"| images / wall-second (one build process) | {images_per_wall_s:.1f} |")
-    print(f"| peak RSS, {n} vs {n // 4} images | {result['peak_rss_ratio_4x_images']:.3f}x "
-          f"({full['peak_rss_mb']:.0f} / {small['peak_rss_mb']:.0f} MB) |")
     hours = result["projected_full_ava_hours"]
-    print(f"| full AVA (255 530 images) on 1 core (today's builder is one process) | {hours['1_core']:.2f} h |")
-    print(f"| full AVA, this machine's wall rate at its current load | {hours['this_machine_wall_at_this_load']:.2f} h |")
-    print(f"| full AVA on 8 / 32 cores (linear parallel build) | {hours['8_cores_linear']:.2f} h / "
-          f"{hours['32_cores_linear']:.2f} h |")
-    print(f"rate from {result['rate_from']}; load average {result['load_average']}; results: {path}")
+    print("| figure | value | target |\n|---|---:|---:|")
+    print(f"| 2 workers vs 1, wall time of a {n}-image build (median of {reps}) | {speedup:.2f}x "
+          f"(per rep {', '.join(f'{x:.2f}' for x in speedups)}) | >= 1.8x |")
+    print(f"| 2 workers vs 1, marginal wall per image ({n} minus {n // 4} images, median of {reps}) | "
+          f"{marginal_speedup:.2f}x (per rep {', '.join(f'{x:.2f}' for x in marginal_speedups)}) | >= 1.8x |")
+    print(f"| fixed wall s per build (pools, vocabulary table, verification), 1 / 2 workers | "
+          f"{fixed_wall[1]:.2f} / {fixed_wall[2]:.2f} | |")
+    print(f"| same records with 1 and 2 workers (build ids) | {same_records} | True |")
+    print(f"| wall ms per image, 1 / 2 workers | {1000 * wall_1:.2f} / {1000 * wall_2:.2f} | |")
+    print(f"| CPU ms per image (builder + workers), 1 / 2 workers | {1000 * cpu_1:.2f} / {1000 * cpu_2:.2f} | |")
+    print(f"| CPU ms per image with 2 workers: builder (serial) / workers | {1000 * parent_2:.2f} / "
+          f"{1000 * worker_2:.2f} | |")
+    print(f"| speed-up the CPU times allow on 2 idle cores (cpu_1 / max(builder, total / 2)) | "
+          f"{cpu_bound_speedup:.2f}x | |")
+    print(f"| images / CPU-second (per core) | {images_per_cpu_s:.1f} | |")
+    print(f"| comments / CPU-second (per core) | {images_per_cpu_s * comments_per_image:.1f} | |")
+    print(f"| start-up CPU s of a fresh builder process | {startup:.1f} | |")
+    print(f"| peak RSS, {n} vs {n // 4} images (2 workers, fresh processes) | {rss_ratio:.3f}x "
+          f"({full['peak_rss_mb']:.0f} / {small['peak_rss_mb']:.0f} MB) | flat |")
+    print(f"| full AVA (255 530 images, ~1.5 M comments) on 1 core | {hours['1_core']:.2f} h | |")
+    print(f"| full AVA on 8 / 32 cores, linear | {hours['8_cores_linear']:.2f} h / {hours['32_cores_linear']:.2f} h | |")
+    print(f"| full AVA on 8 / 32 cores, at the measured 2-worker efficiency ({efficiency:.2f}) | "
+          f"{hours['8_cores_at_measured_efficiency']:.2f} h / {hours['32_cores_at_measured_efficiency']:.2f} h | |")
+    print(f"| full AVA on 8 / 32 cores, bounded by the builder's serial {1000 * parent_2:.2f} ms/image | "
+          f"{hours['8_cores_serial_bound']:.2f} h / {hours['32_cores_serial_bound']:.2f} h | |")
+    print(f"load average {result['load_average']} on {os.cpu_count()} cores; results: {path}")
     return 0
 
 

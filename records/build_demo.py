@@ -11,6 +11,10 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Side length of the square 
 _NUM_USERS = flags.DEFINE_integer("num_users", 40, "Number of simulated users (>= 10).")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 2, "Shards per split.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed; the same flags give the same shards.")
+_NUM_WORKERS = flags.DEFINE_integer(
+    "num_workers", None, "Processes for the per-image work; default: one per core (same records whatever the number).",
+    lower_bound=1,
+)
 
 
 def main(argv):
@@ -28,6 +32,7 @@ def main(argv):
             num_users=_NUM_USERS.value,
             seed=_SEED.value,
             num_shards=_NUM_SHARDS.value,
+            num_workers=_NUM_WORKERS.value,
             command_line=" ".join(sys.argv),
         )
     except (ValueError, OSError) as e:  # bad flags, an unwritable --out_dir: one line, no traceback

@@ -116,7 +116,7 @@ def test_step_functions_per_output_losses_and_metrics_under_default_strategy(see
     import keras
     import tensorflow as tf
 
-    from tfaesthetic import distributed
+    from tfaesthetic.training import multi_worker as distributed
 
     inputs = keras.Input((3,), name="x")
     model = keras.Model(

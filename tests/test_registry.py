@@ -51,7 +51,7 @@ def test_every_family_and_variant_builds_and_its_inputs_match_pipeline_and_expor
             assert isinstance(task, family.load_task())
             model = task.build_model()
             assert isinstance(model, family.load_model_class()), (name, variant)
-            model_keys = set(trainer._input_keys(model))
+            model_keys = set(trainer.input_keys(model))
             assert model_keys == set(keys), (name, variant, model_keys)
             features, _ = next(iter(data.build_dataset(config.data, False, split="val")))
             assert set(features) == set(keys), (name, variant)

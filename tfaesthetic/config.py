@@ -19,6 +19,8 @@ import json
 import os
 from typing import Any, Callable, Optional
 
+from tfaesthetic import io
+
 
 class ConfigError(ValueError):
     """A configuration is invalid or self-contradictory; the message names the flags."""
@@ -40,7 +42,9 @@ class DataConfig:
         global_batch_size: batch size over all replicas and workers.
         shuffle_buffer: examples in the shuffle buffer (training only).
         augment: random augmentation on the training branch.
-        cache: cache parsed examples in memory after the first epoch (small data only).
+        cache: keep parsed examples in memory after the first epoch: True, False,
+            or "auto" (when the split's decoded examples fit,
+            `tfaesthetic.data.reader.should_cache`).
         seed: shuffle/augmentation seed; None for nondeterministic.
         feature_cache_dir: when set, read cached backbone features instead of images.
         protocol: split protocol of the review mode: "cold" (default; val/test are
@@ -57,7 +61,7 @@ class DataConfig:
     global_batch_size: int = 32
     shuffle_buffer: int = 2048
     augment: bool = True
-    cache: bool = False
+    cache: Any = "auto"
     seed: Optional[int] = None
     feature_cache_dir: str = ""
     protocol: str = "cold"
@@ -145,7 +149,7 @@ class RuntimeConfig:
             over all local GPUs, or over the logical CPU devices below), or
             "multi_worker" (`tf.distribute.MultiWorkerMirroredStrategy` from the
             `TF_CONFIG` environment variable; trained with the custom distributed
-            step of `tfaesthetic.distributed`).
+            step of `tfaesthetic.training.multi_worker`).
         seed: seed for Python, NumPy, TensorFlow and the input pipeline.
         num_logical_cpu_devices: when > 1, split the CPU into this many logical
             devices before TensorFlow initialises them (tests of "mirrored" without
@@ -198,10 +202,7 @@ class ExperimentConfig:
 
     def save(self, path: str) -> None:
         """Writes the JSON to `path` atomically (temporary name, then rename)."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json() + "\n")
-        os.replace(tmp, path)
+        io.atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str) -> "ExperimentConfig":
@@ -344,7 +345,7 @@ _REVIEW_INPUTS = ("image", "image_index", "user_index", "review")
 register_family(ModelFamily(
     name="mracnn",
     model_class="tfaesthetic.models.mracnn:MRACNN",
-    task="tfaesthetic.trainer:MRACNNTask",
+    task="tfaesthetic.training.tasks:MRACNNTask",
     mode="image",
     # Rows of seed 003 Tables I-III.
     variants={
@@ -361,7 +362,7 @@ register_family(ModelFamily(
 register_family(ModelFamily(
     name="cfan",
     model_class="tfaesthetic.models.cfan:CFAN",
-    task="tfaesthetic.trainer:CFANTask",
+    task="tfaesthetic.training.tasks:CFANTask",
     mode="review",
     # Seed 000 Table 2 / Fig. 6.
     variants={
@@ -379,7 +380,7 @@ register_family(ModelFamily(
 register_family(ModelFamily(
     name="bpr",
     model_class="tfaesthetic.models.bpr:BPR",
-    task="tfaesthetic.trainer:ReviewTask",
+    task="tfaesthetic.training.tasks:ReviewTask",
     mode="review",
     variants={"bpr": ("image_index", "user_index")},
     preset="bpr_ava",
@@ -389,7 +390,7 @@ register_family(ModelFamily(
 register_family(ModelFamily(
     name="vbpr",
     model_class="tfaesthetic.models.bpr:VBPR",
-    task="tfaesthetic.trainer:ReviewTask",
+    task="tfaesthetic.training.tasks:ReviewTask",
     mode="review",
     variants={"vbpr": ("image", "image_index", "user_index")},
     preset="vbpr_ava",

@@ -27,6 +27,8 @@ import sys
 from absl import app
 from absl import flags
 
+from tfaesthetic import io  # TensorFlow-free: the CLIs import TensorFlow only after quiet_startup
+
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory of `python -m tfaesthetic.train`.")
 _EXPORT = flags.DEFINE_string("export", None, "SavedModel version directory, or a model directory with versions.")
 _RECORDS = flags.DEFINE_string("records", None, "Records directory (default: the run's / the export's).")
@@ -119,6 +121,7 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
     """
     from tfaesthetic import config as config_lib
     from tfaesthetic import trainer
+    from tfaesthetic.data import records_info
 
     if bool(run_dir) == bool(export):
         raise config_lib.ConfigError(
@@ -135,7 +138,7 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
             overrides["data.protocol"] = protocol
         config = config_lib.with_overrides(config, overrides)
         config_lib.validate(config)
-        manifest = trainer._read_manifest(config.data.records_dir)
+        manifest = records_info.read_manifest(config.data.records_dir)
         task = trainer.make_task(config, manifest)
         model = trainer.load_run_model(run_dir)
         results, table = _evaluate(task, model, config, manifest, split, progress)
@@ -150,7 +153,7 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
         raise config_lib.ConfigError(f"Name the records to evaluate the export on. Received: --export={export} without --records")
     model = ExportedModel(latest_version_dir(export))
     sidecar = model.sidecar
-    manifest = trainer._read_manifest(records_dir)
+    manifest = records_info.read_manifest(records_dir)
     if sidecar.get("vocab_size") and manifest.get("vocab_size") and sidecar["vocab_size"] != manifest["vocab_size"]:
         raise config_lib.ConfigError(
             f"The export's vocabulary has {sidecar['vocab_size']} ids but --records={records_dir} has "
@@ -197,7 +200,7 @@ def _write_report(report_dir, model, config, manifest, split, results, source, h
     return report.write_report(
         report_dir,
         title=f"{config.model.name.upper()} ({config.model.variant}) on {split} of {config.data.records_dir}",
-        metrics=trainer._json_safe(results),
+        metrics=io.json_safe(results),
         config=config if history_of else None,
         history=history,
         best_epoch=best_epoch,
@@ -234,7 +237,7 @@ def main(argv):
         "kind": "run" if _RUN_DIR.value else "export",
         "split": _SPLIT.value,
         "records": _RECORDS.value,
-        "metrics": trainer._json_safe(results),
+        "metrics": io.json_safe(results),
     }
     with open(output, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2)

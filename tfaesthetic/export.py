@@ -41,10 +41,18 @@ Bad inputs at serving time (documented in README.md, "Serving", and tested):
 - bytes that are not an encoded image (no JPEG/PNG/GIF/BMP/WebP signature, or empty),
   and truncated JPEG / PNG files (a JPEG must end with its FF D9 end-of-image marker,
   up to 254 trailing zero bytes allowed; a PNG must hold its IEND chunk in its last
-  256 bytes) fail the request with `InvalidArgumentError` whose message starts with
-  `image_bytes:` and gives the batch positions at fault. (A JPEG with other data
-  appended after its end marker, e.g. a phone's "motion photo", is refused too:
-  send the image part only.);
+  256 bytes), images over the pixel budget (`tfaesthetic.data.parser.MAX_PIXELS`, 50
+  megapixels, width x height read from the header: such an image is never decoded) and
+  bytes the decoder fails on (e.g. random data behind JPEG markers) fail the request
+  with `InvalidArgumentError` whose message starts with `image_bytes:` and gives the
+  batch positions at fault. (A JPEG with other data appended after its end marker,
+  e.g. a phone's "motion photo", is refused too: send the image part only.);
+- inputs of different lengths (3 images and 1 comments string, 1 image and 3, a CFAN
+  request with fewer user ids than images) fail with `InvalidArgumentError`
+  "serving inputs: ... Received lengths: image_bytes = 3, comments = 1": nothing is
+  broadcast. A batch of 0 returns outputs with 0 rows;
+- `user_id` and `image_id` are normalised as the records builders store ids
+  (Unicode NFC, surrounding whitespace stripped), so `" u1 "` is user `u1`;
 - an empty comment (or one with no letters or digits) tokenises to all-padding
   tokens, exactly what the input pipeline produces for an image without comments,
   and the output `has_comment` is 0 for that row. MRACNN's Text-CNN then gives its
@@ -72,6 +80,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfaesthetic import features
+from tfaesthetic import images as images_lib
 from tfaesthetic import text
 from tfaesthetic.data import parser
 from tfaesthetic.records import writer
@@ -81,23 +90,9 @@ TENSOR_SIGNATURE = "serve_tensors"
 SIDECAR = os.path.join("assets.extra", "tfaesthetic.json")
 MODELS_CONFIG = "models.config"
 
-# Leading bytes of the formats `tf.io.decode_image` reads.
-_IMAGE_SIGNATURES = {
-    "jpeg": b"\xff\xd8\xff",
-    "png": b"\x89PNG\r\n\x1a\n",
-    "gif": b"GIF8",
-    "bmp": b"BM",
-    "webp": b"RIFF",  # + "WEBP" at offset 8, checked below
-}
-
 _VERSION_RE = re.compile(r"^[0-9]+$")
 
-# Bytes at the end of an encoded image examined by the structure check: a JPEG must
-# end with its end-of-image marker FF D9, followed by at most `_TAIL - 2` zero bytes
-# (some writers pad files to a block size); a PNG must hold its IEND chunk there.
-_TAIL = 256
-_JPEG_EOI = (0xFF, 0xD9)
-_PNG_IEND = b"IEND"
+
 
 
 def read_manifest_and_dir(records_dir_or_manifest) -> tuple[dict, str]:
@@ -168,79 +163,98 @@ class IdLookup(tf.Module):
         return tf.cast(self.table.lookup(ids), tf.int32)
 
 
-def _complete_structure(image_bytes: tf.Tensor, is_jpeg: tf.Tensor, is_png: tf.Tensor) -> tf.Tensor:
-    """True where a JPEG ends with FF D9 (zero padding allowed) and a PNG holds IEND near its end.
+def _assert(condition, template: str, values, name: str):
+    """`tf.debugging.Assert` with one formatted message line (eager and graph alike)."""
+    message = tf.strings.format(template, values, summarize=64) if values else tf.constant(template)
+    return tf.debugging.Assert(condition, [message], name=name)
 
-    Other formats (and non-images) pass: the caller checks signatures.
+
+def check_batch_lengths(named: dict) -> dict:
+    """Fails with INVALID_ARGUMENT naming every input and its length unless all have the same length.
+
+    One value per example in every input: for MRACNN one comments string (all the
+    image's comments, newline-separated) per image, for CFAN one review, one user id
+    and one image id per image. Nothing is broadcast: 3 images with 1 comment is
+    refused, not answered with the comment repeated.
+
+    Args:
+        named: input name -> tensor `[B, ...]`, in signature order.
+
+    Returns:
+        The same dict, every tensor with the check as a control dependency.
     """
-    # A non-zero prefix makes every string at least `_TAIL` bytes long without adding
-    # a marker; the last `_TAIL` bytes then decode to a fixed-size uint8 row.
-    padded = tf.strings.join([tf.constant(b"\x01" * _TAIL), image_bytes])
-    tail = tf.strings.substr(padded, tf.strings.length(padded) - _TAIL, tf.fill(tf.shape(padded), _TAIL))
-    tail = tf.reshape(tf.io.decode_raw(tail, tf.uint8), [-1, _TAIL])
-    tail = tf.cast(tail, tf.int32)
-    # JPEG: the last non-zero byte is D9 and the one before it FF.
-    last = _TAIL - 1 - tf.argmax(tf.cast(tf.reverse(tail, axis=[1]) != 0, tf.int32), axis=1, output_type=tf.int32)
-    rows = tf.range(tf.shape(tail)[0])
-    at_last = tf.gather_nd(tail, tf.stack([rows, last], axis=1))
-    before_last = tf.gather_nd(tail, tf.stack([rows, tf.maximum(last - 1, 0)], axis=1))
-    jpeg_ok = (last >= 1) & tf.equal(before_last, _JPEG_EOI[0]) & tf.equal(at_last, _JPEG_EOI[1])
-    # PNG: the four bytes "IEND" somewhere in the tail (the chunk type + its CRC end a PNG).
-    iend = tf.ones_like(tail[:, : _TAIL - 3], dtype=tf.bool)
-    for offset, char in enumerate(_PNG_IEND):
-        iend = iend & tf.equal(tail[:, offset : _TAIL - 3 + offset], char)
-    png_ok = tf.reduce_any(iend, axis=1)
-    return tf.logical_and(
-        tf.logical_or(tf.logical_not(is_jpeg), jpeg_ok), tf.logical_or(tf.logical_not(is_png), png_ok)
+    names = list(named)
+    if len(names) < 2:
+        return dict(named)
+    lengths = [tf.shape(named[n])[0] for n in names]
+    same = tf.reduce_all(tf.equal(tf.stack(lengths), lengths[0]))
+    template = (
+        "serving inputs: every input needs one value per example (for comments: exactly one string per image, "
+        "all of its comments joined by newlines). Received lengths: " + ", ".join(f"{n} = {{}}" for n in names)
     )
+    assertion = _assert(same, template, lengths, "check_batch_lengths")
+    with tf.control_dependencies([assertion]):
+        return {n: tf.identity(named[n]) for n in names}
 
 
-def check_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Fails with a message naming `image_bytes` when an element is not a complete encoded image.
+def decode_checked_images(image_bytes: tf.Tensor, image_size: int, max_pixels: int = parser.MAX_PIXELS) -> tf.Tensor:
+    """Encoded bytes `[B]` -> float32 `[B, S, S, 3]`, refusing what cannot or must not be decoded.
 
-    Checks the signature of every format `tf.io.decode_image` reads, and the end of
-    JPEG (the FF D9 end-of-image marker, trailing zero padding allowed) and PNG (the
-    IEND chunk) files, so that a truncated upload fails here, naming the input and
-    the batch positions, instead of deep in the decoder (`jpeg::Uncompress failed`).
+    Each element's header is read first (`parser.image_shape`): an image over
+    `max_pixels` is never decoded. The others are decoded in parallel with
+    `parser.decode_image` (the input pipeline's evaluation branch); a decoder failure
+    (e.g. random bytes behind JPEG markers) does not surface as the decoder's own
+    message but as the documented `image_bytes: ... batch positions [...]`
+    InvalidArgumentError, as do images over the budget. Run after
+    `check_image_bytes` (signature and end-of-file rules).
 
     Args:
         image_bytes: string `[B]`.
-
-    Returns:
-        `image_bytes`, with the check as a control dependency.
+        image_size: the model's input side.
+        max_pixels: the pixel budget (`parser.MAX_PIXELS`); 0 turns it off.
     """
-    # Padding keeps substr in range for short (or empty) strings.
-    head = tf.strings.substr(tf.strings.join([image_bytes, "\0" * 12]), 0, 12)
-    ok = tf.zeros_like(image_bytes, dtype=tf.bool)
-    matches = {}
-    for fmt, magic in _IMAGE_SIGNATURES.items():
-        match = tf.equal(tf.strings.substr(head, 0, len(magic)), magic)
-        if fmt == "webp":
-            match = tf.logical_and(match, tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
-        matches[fmt] = match
-        ok = tf.logical_or(ok, match)
-    ok = tf.logical_and(ok, _complete_structure(image_bytes, matches["jpeg"], matches["png"]))
-    bad = tf.reshape(tf.where(tf.logical_not(ok)), [-1])
-    ends = tf.strings.join([tf.constant(b"\0" * 8), image_bytes])
-    ends = tf.strings.substr(ends, tf.strings.length(ends) - 8, tf.fill(tf.shape(ends), 8))
-    assertion = tf.debugging.Assert(
-        tf.reduce_all(ok),
-        [
-            "image_bytes: expected complete encoded JPEG, PNG, GIF, BMP or WebP bytes (the original file; "
-            "a JPEG ends with its FF D9 marker, a PNG with its IEND chunk). "
-            "Received undecodable or truncated bytes at batch positions",
-            bad,
-            # As numbers: raw bytes in the message would not be valid UTF-8.
-            "; their first 8 bytes:",
-            tf.gather(tf.io.decode_raw(tf.strings.substr(head, 0, 8), tf.uint8), bad),
-            "; their last 8 bytes:",
-            tf.gather(tf.io.decode_raw(ends, tf.uint8), bad),
-        ],
-        summarize=64,
-        name="check_image_bytes",
+    size = int(image_size)
+    budget = int(max_pixels or 0)
+    n = tf.shape(image_bytes, out_type=tf.int64)[0]
+
+    def one(position, encoded):
+        fmt = parser.image_format(encoded)
+        shape = parser.image_shape(encoded, fmt)  # a corrupt JPEG header fails here: reported below
+        over = tf.logical_and(tf.constant(budget > 0), shape[0] * shape[1] > budget)
+        image = tf.cond(
+            over,
+            lambda: tf.zeros([size, size, 3], tf.float32),
+            lambda: parser.decode_image(encoded, size, shape=shape, fmt=fmt),
+        )
+        return position, over, shape, image
+
+    decoded = tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes))
+    decoded = decoded.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    # A last sentinel element makes the one batch exist even when every element failed (or B = 0).
+    sentinel = tf.data.Dataset.from_tensors(
+        (tf.constant(-1, tf.int64), tf.constant(False), tf.constant([0, 0], tf.int64), tf.zeros([size, size, 3]))
     )
-    with tf.control_dependencies([assertion]):
-        return tf.identity(image_bytes)
+    positions, over, shapes, images = decoded.concatenate(sentinel).batch(n + 1).get_single_element()
+    positions, over, shapes, images = positions[:-1], over[:-1], shapes[:-1], images[:-1]
+    too_big = tf.boolean_mask(positions, over)
+    budget_check = _assert(
+        tf.equal(tf.size(too_big), 0),
+        f"image_bytes: images over the pixel budget of {budget} pixels (width x height read from the header; "
+        "they were not decoded). Received them at batch positions {}; their [height, width]: {}",
+        [too_big, tf.boolean_mask(shapes, over)],
+        "check_pixel_budget",
+    )
+    found = tf.scatter_nd(positions[:, None], tf.ones_like(positions, tf.int32), tf.reshape(n, [1]))
+    failed = tf.reshape(tf.where(tf.equal(found, 0)), [-1])
+    decode_check = _assert(
+        tf.equal(tf.size(failed), 0),
+        "image_bytes: expected complete encoded JPEG, PNG, GIF, BMP or WebP bytes (the original file). "
+        "Received bytes the image decoder refused (corrupt image data) at batch positions {}",
+        [failed],
+        "check_image_decoding",
+    )
+    with tf.control_dependencies([budget_check, decode_check]):
+        return tf.identity(images)
 
 
 def _spec_of(tensor, name: str) -> tf.TensorSpec:
@@ -268,11 +282,17 @@ class ServingFunctions(tf.Module):
             dicts).
         records_dir_or_manifest: the records the model was trained on (manifest,
             vocab.txt, users.tsv, images.tsv).
+        max_pixels: the pixel budget of one image (`parser.MAX_PIXELS`, 50
+            megapixels), enforced from the header before decoding; 0 turns it off.
     """
 
-    def __init__(self, model, records_dir_or_manifest, name: Optional[str] = "tfaesthetic_serving"):
+    def __init__(
+        self, model, records_dir_or_manifest, name: Optional[str] = "tfaesthetic_serving",
+        max_pixels: int = parser.MAX_PIXELS,
+    ):
         super().__init__(name=name)
         self.model = model
+        self.max_pixels = int(max_pixels or 0)
         manifest, records_dir = read_manifest_and_dir(records_dir_or_manifest)
         self.manifest = manifest
         self.records_dir = records_dir
@@ -351,14 +371,14 @@ class ServingFunctions(tf.Module):
 
     # ---------------------------------------------------------------- preprocessing
     def decode_images(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        """Encoded bytes `[B]` -> float32 `[B, S, S, 3]` in [0, 255] (the pipeline's eval branch)."""
-        image_bytes = check_image_bytes(image_bytes)
-        size = self.image_size
-        return tf.map_fn(
-            lambda b: parser.decode_image(b, size),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
-        )
+        """Encoded bytes `[B]` -> float32 `[B, S, S, 3]` in [0, 255] (the pipeline's eval branch).
+
+        Refuses (InvalidArgumentError `image_bytes: ... batch positions [...]`)
+        bytes that are not a complete image, images over the pixel budget
+        (`max_pixels`, before decoding) and data the decoder fails on.
+        """
+        image_bytes = images_lib.check_image_bytes(image_bytes)
+        return decode_checked_images(image_bytes, self.image_size, self.max_pixels)
 
     def tokenize(self, comments: tf.Tensor) -> tf.Tensor:
         """Comment strings `[B]` -> int32 `[B, max_len]` (all padding for an empty comment)."""
@@ -372,9 +392,9 @@ class ServingFunctions(tf.Module):
         if self.text_key:
             inputs[self.text_key] = self.tokenize(comments)
         if self.users is not None:
-            inputs["user_index"] = self.users(user_id)
+            inputs["user_index"] = self.users(text.normalize_ids(user_id))
         if self.images is not None:
-            inputs["image_index"] = self.images(image_id)
+            inputs["image_index"] = self.images(text.normalize_ids(image_id))
         return inputs
 
     # ---------------------------------------------------------------- outputs
@@ -434,16 +454,42 @@ class ServingFunctions(tf.Module):
         return result
 
     # ---------------------------------------------------------------- entry points
+    def _predict(self, inputs: dict) -> dict:
+        """The model and `postprocess` on a batch of model inputs; a batch of 0 gives empty outputs.
+
+        The network never sees an empty batch (some kernels refuse one): a batch of
+        0 runs one all-zero example and returns its outputs sliced to 0 rows.
+        """
+        n = tf.shape(next(iter(inputs.values())))[0]
+        dummy = {
+            s.name: tf.zeros([1] + [d if d is not None else (self.max_len or 1) for d in s.shape[1:]], s.dtype)
+            for s in self.tensor_signature
+        }
+        names = sorted(inputs)
+        fed = tf.cond(
+            n > 0,
+            lambda: [tf.identity(inputs[k]) for k in names],
+            lambda: [tf.cast(dummy[k], inputs[k].dtype) for k in names],
+        )
+        fed = dict(zip(names, fed))
+        for k in names:
+            fed[k].set_shape([None] + list(inputs[k].shape[1:]))
+        result = self.postprocess(self.model(fed, training=False), fed)
+        return {k: v[:n] for k, v in result.items()}
+
     def serve_tensors(self, *tensors) -> dict:
         """Preprocessed tensors (in `tensor_signature` order) -> named outputs."""
-        inputs = {spec.name: t for spec, t in zip(self.tensor_signature, tensors)}
-        return self.postprocess(self.model(inputs, training=False), inputs)
+        inputs = check_batch_lengths({spec.name: t for spec, t in zip(self.tensor_signature, tensors)})
+        return self._predict(inputs)
 
     def serve_raw(self, *tensors) -> dict:
-        """Raw tensors (in `raw_signature` order) -> named outputs."""
-        raw = {spec.name: t for spec, t in zip(self.raw_signature, tensors)}
-        inputs = self.preprocess(**raw)
-        return self.postprocess(self.model(inputs, training=False), inputs)
+        """Raw tensors (in `raw_signature` order) -> named outputs.
+
+        Every input must have the same length (`check_batch_lengths`); a batch of
+        0 returns empty outputs.
+        """
+        raw = check_batch_lengths({spec.name: t for spec, t in zip(self.raw_signature, tensors)})
+        return self._predict(self.preprocess(**raw))
 
     def __call__(self, **raw) -> dict:
         """Eager raw call by name: `fns(image_bytes=..., comments=..., user_id=...)`."""
@@ -482,16 +528,22 @@ class ServingFunctions(tf.Module):
             "num_images": self.images.oov_index if self.images else None,
             "bad_input": {
                 "image_bytes": "bytes without a JPEG/PNG/GIF/BMP/WebP signature, a JPEG not ending with FF D9 "
-                "(zero padding allowed) or a PNG without IEND (truncated files) fail the request with "
-                "InvalidArgumentError 'image_bytes: ... batch positions ...'",
+                "(zero padding allowed) or a PNG without IEND (truncated files), images over the pixel budget "
+                f"of {self.max_pixels} pixels (width x height from the header, checked before decoding) and "
+                "data the decoder refuses fail the request with InvalidArgumentError "
+                "'image_bytes: ... batch positions ...'",
+                "batch": "every input needs the same length (one comments string per image, one user id and one "
+                "image id per image for CFAN), else InvalidArgumentError 'serving inputs: ... Received lengths: "
+                "...'; a batch of 0 returns empty outputs",
                 "comments": "an empty comment (no letters/digits) becomes all-padding tokens, has_comment = 0: "
                 + (
                     "the review-free path (the user's taste kernel)"
                     if self.is_cfan
                     else "the text stream gives its learned 'no comment' vector: the prediction still depends on the image"
                 ),
-                "user_id": "unknown ids map to the out-of-vocabulary row; user_rating = agnostic_rating, known_user = 0",
-                "image_id": "unknown ids map to the out-of-vocabulary image row",
+                "user_id": "normalised as the builders store ids (Unicode NFC, surrounding whitespace stripped); "
+                "unknown ids map to the out-of-vocabulary row; user_rating = agnostic_rating, known_user = 0",
+                "image_id": "normalised as user_id; unknown ids map to the out-of-vocabulary image row",
             },
         }
 

@@ -29,28 +29,10 @@ import keras_tuner
 from tfaesthetic import config as config_lib
 from tfaesthetic import search_space as search_space_lib
 from tfaesthetic import trainer
+from tfaesthetic.training.optimization import EpochLearningRate
 
 #: Config path of each "trainer" / "fit" hyperparameter.
 _CONFIG_PATHS = {"learning_rate": "trainer.learning_rate", "batch_size": "data.global_batch_size"}
-
-
-class EpochLearningRate(keras.callbacks.Callback):
-    """Sets the learning rate of the "step_epochs" schedule at each epoch begin.
-
-    The same schedule as training (`trainer.learning_rate_at_epoch`; seed 003 §IV-B:
-    ÷10 every 10 epochs). Other schedules live in the optimizer and need nothing.
-
-    Args:
-        trainer_config: the trial's `TrainerConfig`.
-    """
-
-    def __init__(self, trainer_config: config_lib.TrainerConfig):
-        super().__init__()
-        self.trainer_config = trainer_config
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.trainer_config.schedule == "step_epochs":
-            self.model.optimizer.learning_rate = trainer.learning_rate_at_epoch(self.trainer_config, epoch)
 
 
 class AestheticHyperModel(keras_tuner.HyperModel):

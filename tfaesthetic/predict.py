@@ -40,6 +40,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+#: Accepted `--panel_size` values, in pixels: an overlay holds T + 1 panels of this side,
+#: so an unbounded value exhausts memory (100000 px panels need tens of GB).
+PANEL_SIZE_RANGE = (16, 2048)
+
 
 def define_flags(flag_values=flags.FLAGS) -> None:
     """Defines the CLI flags on `flag_values`.
@@ -58,7 +62,10 @@ def define_flags(flag_values=flags.FLAGS) -> None:
     flags.DEFINE_string("user", "", "User id (users.tsv) for the personalised rating (CFAN).", **fv)
     flags.DEFINE_multi_string("image_id", [], "Image id (images.tsv) for CFAN; default: the file name stem.", **fv)
     flags.DEFINE_string("out_dir", "predictions", "Where predictions.json and the PNGs go.", **fv)
-    flags.DEFINE_integer("panel_size", 224, "Side in pixels of each attention overlay panel.", **fv)
+    flags.DEFINE_integer(
+        "panel_size", 224, "Side in pixels of each attention overlay panel.", lower_bound=PANEL_SIZE_RANGE[0],
+        upper_bound=PANEL_SIZE_RANGE[1], **fv,
+    )
 
 
 class Predictor:
@@ -204,7 +211,8 @@ def predict(
             default: each file's name without extension.
         predictor: a ready `Predictor`; otherwise one is loaded from `export_dir`,
             `model` or `run_dir` (+ `records_dir`).
-        panel_size: side of each attention overlay panel in pixels.
+        panel_size: side of each attention overlay panel in pixels, within
+            `PANEL_SIZE_RANGE` (an overlay holds T + 1 panels of this size).
         show_progress: show count, rate and ETA over the images (`tfaesthetic.console`).
 
     Returns:
@@ -216,6 +224,9 @@ def predict(
     image_paths = list(image_paths)
     if not image_paths:
         raise ValueError("Expected at least one image file. Received: none")
+    low, high = PANEL_SIZE_RANGE
+    if isinstance(panel_size, bool) or not isinstance(panel_size, (int, np.integer)) or not low <= panel_size <= high:
+        raise ValueError(f"Expected --panel_size between {low} and {high} pixels. Received: --panel_size={panel_size!r}")
     if predictor is None:
         predictor = load_predictor(export_dir=export_dir, model=model, run_dir=run_dir, records_dir=records_dir)
     n = len(image_paths)
@@ -247,7 +258,7 @@ def predict(
             if not isinstance(e, (OSError, tf.errors.InvalidArgumentError)):
                 raise
             lines = [line.strip() for line in str(getattr(e, "message", e)).splitlines() if line.strip()]
-            named = [line.partition("assertion failed: ")[2] or line for line in lines if "image_bytes:" in line]
+            named = [line[line.index("image_bytes:"):].rstrip("]'") for line in lines if "image_bytes:" in line]
             entry["error"] = f"{type(e).__name__}: {(named or lines or [''])[0][:500]}"
             logging.error("%s: %s", path, entry["error"])
             results.append(entry)

@@ -34,6 +34,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tfaesthetic import io
 from tfaesthetic import visualize
 
 REPORT_MD = "report.md"
@@ -375,16 +376,9 @@ def write_report(
                 blocks.append(("img", path, os.path.basename(path)))
     md_path = os.path.join(out_dir, REPORT_MD)
     html_path = os.path.join(out_dir, REPORT_HTML)
-    _atomic_write(md_path, _render_markdown(blocks, out_dir))
-    _atomic_write(html_path, _render_html(blocks, title))
+    io.atomic_write_text(md_path, _render_markdown(blocks, out_dir))
+    io.atomic_write_text(html_path, _render_html(blocks, title))
     return {"markdown": md_path, "html": html_path, "pictures": pictures}
-
-
-def _atomic_write(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _render_markdown(blocks, out_dir) -> str:

@@ -39,6 +39,8 @@ from typing import Optional
 from absl import app
 from absl import flags
 
+from tfaesthetic import io  # TensorFlow-free: the CLIs import TensorFlow only after quiet_startup
+
 # The train CLI's flags (--experiment, --model, --records, --epochs, --strategy,
 # --seed, --export_dir, --param, --demo_size, ...): the same config as `train`.
 from tfaesthetic import train as train_cli
@@ -322,7 +324,7 @@ def _finish_best(kt_tuner, best, hypermodel, project_dir, *, export, evaluate) -
     out = {"best_model": os.path.abspath(os.path.join(best_dir, trainer.MODEL_FILE))}
     if evaluate and trainer.num_split_examples(hypermodel.manifest, "test"):
         results, table = task.evaluate(model, "test")
-        out["best_test"] = trainer._json_safe(results)
+        out["best_test"] = io.json_safe(results)
         _write(os.path.join(best_dir, trainer.METRICS_TABLE), table + "\n")
     if export:
         export_base = config.export_dir or os.path.join(project_dir, "export")
@@ -418,10 +420,7 @@ def format_results_table(summary: dict, model_name: str, hp_names: list) -> str:
 
 def _write(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    io.atomic_write_text(path, text)
 
 
 # ---------------------------------------------------------------------------------------

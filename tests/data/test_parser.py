@@ -125,3 +125,43 @@ def test_parser_rejects_unknown_mode_and_features():
         _parser("image", ("image", "review"))
     with pytest.raises(ValueError, match="len\\(score_values\\)=2"):
         _parser("image", ("tokens",), score_values=(1, 2))
+
+
+@pytest.mark.parametrize(
+    "fmt, size, mode, kwargs",
+    [("JPEG", (70, 50), "RGB", {}), ("PNG", (33, 77), "RGBA", {}), ("GIF", (40, 20), "L", {}),
+     ("BMP", (31, 17), "RGB", {}), ("WEBP", (45, 23), "RGB", {}), ("WEBP", (16383, 3), "RGB", {"lossless": True}),
+     ("WEBP", (45, 23), "RGBA", {}), ("PNG", (70000, 2), "L", {})],
+)
+def test_image_shape_reads_the_header_of_every_format(fmt, size, mode, kwargs):
+    import io
+
+    from PIL import Image
+
+    from tfaesthetic.data import parser as parser_lib
+
+    width, height = size
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, channels), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode=mode).save(buf, format=fmt, **kwargs)
+    assert parser_lib.image_shape(tf.constant(buf.getvalue())).numpy().tolist() == [height, width]
+    assert parser_lib.image_shape(tf.constant(b"not an image")).numpy().tolist() == [-1, -1]
+
+
+def test_training_branch_is_uint8_and_large_jpegs_decode_downscaled():
+    import io
+
+    from PIL import Image
+
+    from tfaesthetic.data import parser as parser_lib
+
+    gradient = np.broadcast_to(np.linspace(0, 255, 1000, dtype=np.float32)[None, :, None], (800, 1000, 3))
+    buf = io.BytesIO()
+    Image.fromarray(gradient.astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    data = tf.constant(buf.getvalue())
+    fast = parser_lib.decode_image(data, 224).numpy()  # decoded at 1/2 (800 >= 2 x 224), then resized
+    full = tf.image.resize(tf.cast(tf.io.decode_jpeg(data, channels=3), tf.float32), [224, 224], antialias=True).numpy()
+    assert np.abs(fast - full).mean() < 1.5
+    as_uint8 = parser_lib.decode_image(data, 224, dtype=tf.uint8).numpy()
+    assert as_uint8.dtype == np.uint8 and np.abs(as_uint8 - fast).max() <= 0.5 + 1e-3  # rounded, not truncated

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.data import helpers
-from tfaesthetic import export, features, images, text
+from tfaesthetic import features, images, text
 from tfaesthetic.config import DataConfig
 from tfaesthetic.data import reader
 from tfaesthetic.records import ava, common, jsonl, photonet, writer
@@ -525,12 +525,12 @@ def test_case12_trailing_bytes_one_rule_in_builder_and_serving(tmp_path):
     for name, (data, reason) in cases.items():
         problem = images.structure_problem(data)
         assert (problem and problem[0]) == reason, name
-        for check in (images.check_image_bytes, export.check_image_bytes):
-            if reason is None:
-                check(tf.constant([data]))
-            else:
-                with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes: .*batch positions"):
-                    check(tf.constant([data]))
+        # The serving graph calls this same function (export.ServingFunctions).
+        if reason is None:
+            images.check_image_bytes(tf.constant([data]))
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes: .*batch positions"):
+                images.check_image_bytes(tf.constant([data]))
     # The builder rejects what serving refuses (with the documented reasons).
     records = helpers.make_records(len(cases), split_of=lambda i: "train")
     for r, (data, _) in zip(records, cases.values()):

@@ -1,20 +1,18 @@
 """tfaesthetic.data: the tf.data input pipeline (decoder -> parser -> reader)."""
 
 from tfaesthetic.data.decoder import Decoder
-from tfaesthetic.data.parser import Parser, decode_image, join_tokens
+from tfaesthetic.data.parser import MAX_PIXELS, Parser, check_pixel_budget, decode_image, image_shape, join_tokens
 from tfaesthetic.data.reader import ShardError, build_dataset, num_examples, validate_shards
 
-#: The trainer may train MRACNN's heads from cached backbone features
-#: (`--feature_cache`, `tfaesthetic.data.feature_cache`).
-SUPPORTS_FEATURE_CACHE = True
-
 __all__ = [
+    "MAX_PIXELS",
     "Decoder",
     "Parser",
-    "SUPPORTS_FEATURE_CACHE",
     "ShardError",
     "build_dataset",
+    "check_pixel_budget",
     "decode_image",
+    "image_shape",
     "join_tokens",
     "num_examples",
     "validate_shards",

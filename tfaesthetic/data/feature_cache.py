@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfaesthetic import features as features_lib
+from tfaesthetic import io
 from tfaesthetic.data import decoder as decoder_lib
 from tfaesthetic.data import reader as reader_lib
 from tfaesthetic.records import writer
@@ -61,14 +62,6 @@ _DISTRIBUTION = "features/distribution"
 
 class StaleCacheError(ValueError):
     """The feature cache does not match the records or the backbone (the message says what differs)."""
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def weights_fingerprint(backbone) -> str:
@@ -97,7 +90,7 @@ def cache_key(backbone, data_config, *, backbone_name: Optional[str] = None) -> 
     out_shape = tuple(int(d) for d in backbone.output.shape[1:])
     return {
         "schema_version": SCHEMA_VERSION,
-        "records_manifest_sha256": _sha256_file(os.path.join(records_dir, writer.MANIFEST)),
+        "records_manifest_sha256": io.sha256_file(os.path.join(records_dir, writer.MANIFEST)),
         "backbone": backbone_name or backbone.name,
         "image_size": int(data_config.image_size),
         "feature_shape": list(out_shape),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 from typing import Optional
 
 import tensorflow as tf
@@ -32,13 +31,23 @@ from tfaesthetic import features as features_lib
 from tfaesthetic import text as text_lib
 from tfaesthetic.data import decoder as decoder_lib
 from tfaesthetic.data import parser as parser_lib
+from tfaesthetic.records import shards
 from tfaesthetic.records import writer
+from tfaesthetic.records.shards import ShardError  # noqa: F401  (raised here, exported by tfaesthetic.data)
 
 AUTOTUNE = tf.data.AUTOTUNE
 
+#: `DataConfig.cache="auto"` keeps a split's parsed examples in memory after the first
+#: epoch when their estimated size (`cache_bytes`) is at most this many bytes per
+#: input pipeline, and at most 1/8 of the machine's memory: the demo records (64 px,
+#: a few MB) are cached, AVA at 224 px (255k images, ~38 GB of pixels) is not.
+CACHE_AUTO_MAX_BYTES = 1 << 30
 
-class ShardError(ValueError):
-    """A records shard is missing, truncated or corrupt (the message names the file)."""
+#: Mode "review", training branch: the reviews of this many images are expanded at
+#: once, in parallel, and interleaved one by one, so that an image with many reviews
+#: (AVA has up to 125) neither holds up a batch nor fills it with its own reviews.
+#: 0 expands one image after the other (`flat_map`, as the evaluation branch does).
+REVIEW_CYCLE_LENGTH = 8
 
 
 def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> list:
@@ -59,31 +68,6 @@ def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> lis
         if not tf.io.gfile.exists(path):
             raise ShardError(f"Records shard {path} is listed in the manifest but does not exist.")
     return paths
-
-
-def _check_framing(path: str) -> int:
-    """Walks TFRecord framing (uint64 length, uint32 crc, data, uint32 crc); returns the count."""
-    size = tf.io.gfile.stat(path).length
-    count = 0
-    offset = 0
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while offset < size:
-            if size - offset < 12:
-                raise ShardError(
-                    f"Records shard {path} is truncated: {size - offset} trailing bytes at offset {offset} "
-                    f"after record {count} (a record header needs 12)."
-                )
-            f.seek(offset)
-            (length,) = struct.unpack("<Q", f.read(8))
-            end = offset + 12 + length + 4
-            if end > size:
-                raise ShardError(
-                    f"Records shard {path} is truncated: record {count} at offset {offset} needs {end - offset} "
-                    f"bytes, the file has {size - offset} left (size {size})."
-                )
-            offset = end
-            count += 1
-    return count
 
 
 def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = False) -> dict:
@@ -109,7 +93,7 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
     counts = {}
     for s in splits:
         for path in shard_paths(records_dir, s, manifest):
-            counts[path] = _check_framing(path)
+            counts[path] = shards.check_framing(path)
             expected = sizes.get(os.path.basename(path))
             actual = tf.io.gfile.stat(path).length
             if expected is not None and int(expected) != actual:
@@ -201,6 +185,46 @@ def warm_protocol(config) -> bool:
     return getattr(config, "protocol", "cold") == "warm" and config.mode == "review"
 
 
+def cache_bytes(config, manifest: dict, split: str, is_training: bool) -> int:
+    """Estimated bytes of the parsed (decoded, resized) examples of `split`, as `.cache()` would hold them."""
+    images = int(manifest.get("splits", {}).get(split, 0))
+    per_image = 64 + 4 * int(config.max_len)  # labels, ids and tokens
+    if "image" in tuple(config.features):
+        per_image += int(config.image_size) ** 2 * 3 * (1 if is_training else 4)  # uint8 / float32
+    total = images * per_image
+    if config.mode == "review":
+        total += int((manifest.get("reviews") or {}).get(split, 0)) * (12 + 4 * int(config.max_len))
+    return total
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def should_cache(config, manifest: dict, split: str, is_training: bool, num_pipelines: int = 1) -> bool:
+    """The `DataConfig.cache` decision: True/False as given; "auto" caches when the split fits.
+
+    "auto" caches when `cache_bytes(...) / num_pipelines` is at most
+    `CACHE_AUTO_MAX_BYTES` and at most 1/8 of the physical memory. Caching removes
+    decoding and resizing from every epoch after the first (the training branch
+    still shuffles and flips every epoch); it costs that memory for the whole run.
+
+    Raises:
+        ValueError: `cache` is none of True, False, "auto".
+    """
+    cache = getattr(config, "cache", False)
+    if isinstance(cache, bool):
+        return cache
+    if cache != "auto":
+        raise ValueError(f"Expected DataConfig.cache True, False or 'auto'. Received: cache={cache!r}")
+    need = cache_bytes(config, manifest, split, is_training) / max(1, int(num_pipelines))
+    memory = _memory_bytes()
+    return need <= CACHE_AUTO_MAX_BYTES and (not memory or need <= memory / 8)
+
+
 def make_parser(config, manifest: dict, records_dir, split=None) -> parser_lib.Parser:
     """The `Parser` for `config` and the records' manifest (checks image availability)."""
     feats = tuple(config.features)
@@ -286,15 +310,19 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
     if shard_records:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
-    cache = getattr(config, "cache", False)
+    num_pipelines = input_context.num_input_pipelines if input_context is not None else 1
+    cache = should_cache(config, manifest, split, is_training, num_pipelines)
     if is_training and not cache:
         dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     decoder = decoder_lib.Decoder(parser.decoder_outputs())
-    augment = parser.augment_image if is_training else (lambda parsed: parsed)
     image_mode = config.mode == "image"
 
+    augment = parser.augment_image if is_training else (lambda parsed: parsed)
+
     def finish(parsed):
-        # Per-image steps after the (cacheable) deterministic parse, fused in one map.
+        # Per-image steps after the (cacheable) deterministic parse, fused in one map
+        # (per image, in parallel: a flip of a whole batch in one op is slower, it
+        # runs on one core).
         parsed = augment(parsed)
         if not image_mode:
             return parsed
@@ -303,15 +331,23 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
 
     map_kwargs = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if cache:
-        dataset = dataset.map(lambda s: parser.parse_image(decoder(s)), **map_kwargs).cache()
+        dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs).cache()
         if is_training:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(finish, **map_kwargs)
+        # From the cache, an example costs a flip and a copy: one thread does it; more
+        # would only take cores from the training step.
+        dataset = dataset.map(finish)
     else:
-        dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s))), **map_kwargs)
+        dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s), is_training)), **map_kwargs)
 
     if not image_mode:
-        dataset = dataset.flat_map(parser.review_examples)
+        if is_training and REVIEW_CYCLE_LENGTH:
+            dataset = dataset.interleave(
+                parser.review_examples, cycle_length=REVIEW_CYCLE_LENGTH, block_length=1,
+                num_parallel_calls=AUTOTUNE, deterministic=deterministic,
+            )
+        else:
+            dataset = dataset.flat_map(parser.review_examples)
         if not include_metadata:
             dataset = dataset.map(lambda f, l, m: (f, l), **map_kwargs)
         if is_training:
@@ -319,7 +355,7 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
             # buffered reviews of one image share its decoded pixels.
             dataset = dataset.shuffle(max(64, min(config.shuffle_buffer, 8 * batch_size)), seed=seed)
 
-    dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=None if cache else AUTOTUNE)
     dataset = dataset.prefetch(AUTOTUNE)
 
     options = tf.data.Options()

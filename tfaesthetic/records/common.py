@@ -287,7 +287,7 @@ class CommentSource:
                         source=path,
                         record=number,
                         image_id=image_id,
-                        detail=f'Expected a string or {{"text": str, "user": ...}}. Received: {_short(item)}',
+                        detail=f'Expected a string or {{"text": str, "user": ...}}. Received: {short(item)}',
                         level="comment",
                     )
         return by_id
@@ -375,7 +375,7 @@ def _column(header, names, path):
     raise ValueError(f"Expected a header column named one of {names} in {path}. Received header: {header}")
 
 
-def _short(value, limit=120) -> str:
+def short(value, limit=120) -> str:
     try:
         text = json.dumps(value, ensure_ascii=True)
     except (TypeError, ValueError):
@@ -607,14 +607,20 @@ def finish_build(
     extra_manifest: Optional[dict] = None,
     validate_images: bool = True,
     max_pixels: Optional[int] = images_lib.DEFAULT_MAX_PIXELS,
+    num_workers: Optional[int] = 1,
 ) -> dict:
     """Stage 2: derives review ratings (seed 000 §4.1) and writes the records.
+
+    `num_workers`: processes for the writer's per-image work (None: one per core;
+    `tfaesthetic.records.parallel`); the records do not depend on it.
 
     Returns:
         The manifest; `manifest["review_derivation"]` holds the comment counts per
         review type/level/rating, `manifest["consistency"]` Eq. 7 (None without votes).
     """
-    derivation = reviews_lib.derive_ratings(data.records, rules, rewrite=rewrite_reviews)
+    from tfaesthetic.records import parallel
+
+    derivation = parallel.derive_ratings(data.records, rules, rewrite=rewrite_reviews, num_workers=num_workers)
     extra = {"source_notes": data.notes, "review_derivation": derivation}
     extra.update(extra_manifest or {})
     try:
@@ -631,6 +637,7 @@ def finish_build(
             extra_manifest=extra,
             validate_images=validate_images,
             max_pixels=max_pixels,
+            num_workers=num_workers,
         )
     finally:
         # The writer's entries (undecodable image, ...) know the image id and at most the
@@ -664,6 +671,7 @@ def build(
     validate_images: bool = True,
     max_pixels: Optional[int] = images_lib.DEFAULT_MAX_PIXELS,
     rejections: Optional[Rejections] = None,
+    num_workers: Optional[int] = 1,
     **read_kwargs,
 ) -> dict:
     """Reads a source (`read_fn(source_path, rejections=..., **read_kwargs)`), derives ratings, writes records.
@@ -683,6 +691,7 @@ def build(
         validate_images: decode every image once to reject bad ones.
         max_pixels: pixel budget of one image, read from its header (None/0: none).
         rejections: the build's `Rejections` (a new one when None).
+        num_workers: processes for the writer's per-image work (None: one per core).
         **read_kwargs: the reader's own options (comments, splits, protocols).
 
     Returns:
@@ -698,6 +707,7 @@ def build(
         command_line=command_line,
         validate_images=validate_images,
         max_pixels=max_pixels,
+        num_workers=num_workers,
     )
 
 
@@ -780,6 +790,12 @@ def define_build_flags(flags, *, default_val_fraction: float = 0.05, default_tes
             "larger images are rejected (too_many_pixels). 0: no budget.",
             lower_bound=0,
         ),
+        "num_workers": flags.DEFINE_integer(
+            "num_workers", None,
+            "Processes for the per-image work (image checks, Example serialisation); default: one per core. "
+            "The records are the same whatever the number.",
+            lower_bound=1,
+        ),
     }
 
 
@@ -796,6 +812,7 @@ def build_kwargs_from_flags(holders: dict, rejections: Rejections) -> dict:
         "rewrite_reviews": holders["rewrite_reviews"].value,
         "validate_images": holders["validate_images"].value,
         "max_pixels": holders["max_pixels"].value,
+        "num_workers": holders["num_workers"].value,  # None: one per core
         "rejections": rejections,
         "command_line": " ".join(sys.argv),
     }

@@ -803,6 +803,7 @@ def build_demo(
     seed: int = 0,
     num_shards: int = 2,
     command_line: str = "",
+    num_workers: Optional[int] = 1,
 ) -> dict:
     """Generates the demo collection and writes it as tfaesthetic records.
 
@@ -814,6 +815,8 @@ def build_demo(
         seed: random seed; the same arguments give the same shards.
         num_shards: shards per split (capped at the split's size).
         command_line: the command that built the records, for the manifest.
+        num_workers: processes for the writer's per-image work (None: one per
+            core); the records do not depend on it.
 
     Returns:
         The manifest dict (also in `out_dir/manifest.json`); its `generator` entry
@@ -850,6 +853,7 @@ def build_demo(
         rejections=rejections,
         num_shards=num_shards,
         command_line=command_line,
+        num_workers=num_workers,
         extra_manifest={
             "generator": params,
             "review_types": {k: kinds.get(k, 0) for k in reviews.KINDS},

@@ -110,7 +110,7 @@ def _as_votes(value):
     for v in value:
         whole = isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer())
         if isinstance(v, bool) or not whole:
-            raise _LineError("wrong_type", f"Expected whole-number vote counts. Received: {common._short(v)}")
+            raise _LineError("wrong_type", f"Expected whole-number vote counts. Received: {common.short(v)}")
         votes.append(int(v))
     return votes
 
@@ -129,14 +129,14 @@ def _parse_object(obj, base_dir: str, path: str, number: int, rejections: Reject
     image_path = obj.get("image_path")
     if image_path is not None:
         if not isinstance(image_path, str) or not image_path.strip():
-            raise _LineError("wrong_type", f"Expected image_path as a string. Received: {common._short(image_path)}")
+            raise _LineError("wrong_type", f"Expected image_path as a string. Received: {common.short(image_path)}")
         fields["image_path"] = os.path.join(base_dir, common.repair_text(image_path)[0])
     if obj.get("votes") is not None:
         fields["votes"] = _as_votes(obj["votes"])
     tags = obj.get("tags")
     if tags is not None:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise _LineError("wrong_type", f"Expected tags as a list of strings. Received: {common._short(tags)}")
+            raise _LineError("wrong_type", f"Expected tags as a list of strings. Received: {common.short(tags)}")
         names = list(dict.fromkeys(common.repair_text(t.strip())[0] for t in tags if t.strip()))
         if len(names) > MAX_TAGS:
             rejections.keep("extra_tags", source=path, record=number, image_id=image_id, detail=str(names), level="image")
@@ -144,7 +144,7 @@ def _parse_object(obj, base_dir: str, path: str, number: int, rejections: Reject
     split = obj.get("split")
     if split is not None:
         if split not in features.SPLITS:
-            raise _LineError("unknown_split", f"Expected one of {features.SPLITS}. Received: split={common._short(split)}")
+            raise _LineError("unknown_split", f"Expected one of {features.SPLITS}. Received: split={common.short(split)}")
         fields["split"] = split
     comments = obj.get("comments")
     if comments is not None:
@@ -162,7 +162,7 @@ def _parse_object(obj, base_dir: str, path: str, number: int, rejections: Reject
                     source=path,
                     record=number,
                     image_id=image_id,
-                    detail=f'Expected a string or {{"text": str, "user": ...}}. Received: {common._short(item)}',
+                    detail=f'Expected a string or {{"text": str, "user": ...}}. Received: {common.short(item)}',
                     level="comment",
                 )
         fields["comments"] = raw

@@ -29,7 +29,8 @@ listed in `rejected.jsonl`):
   it (`bytes_after_end_marker`); more than `max_pixels` pixels (50 megapixels by
   default) read from the header, before any decoding (`too_many_pixels`);
 - image bytes that `tf.io.decode_image` (the decoder the input pipeline uses)
-  cannot decode, including empty files: rejected (`undecodable_image`);
+  cannot decode, including empty files: rejected (`undecodable_image`). Workers
+  decode with Pillow; only what Pillow refuses is decoded by TF, here, to decide;
 - image whose bytes are another format than its name/`image_format` says (a PNG
   named `.jpg`): kept with the format detected from the bytes (kept note
   `image_format_mismatch`);
@@ -37,7 +38,9 @@ listed in `rejected.jsonl`):
   by U+FFFD (kept note `non_utf8_text`).
 
 Image bytes are loaded lazily through `record.load_image` in two streaming passes
-(validate, then write), so only one image is held in memory at a time. Image indices
+(validate, then write), in `num_workers` processes (`tfaesthetic.records.parallel`;
+the results are applied in source order, so the build does not depend on the
+number), with a bounded number of images in flight. Image indices
 are dense and assigned to the kept records: training images first (0..n_train-1),
 then validation, then test. The vocabulary is built from the training split only.
 
@@ -57,12 +60,15 @@ shard of another build is named, not read.
 Fault hooks for tests: the environment variable `TFAESTHETIC_RECORDS_FAULT` set to
 `<stage>:<action>` (stage one of `FAULT_STAGES`, action `kill` = SIGKILL itself,
 `raise` = a `RuntimeError`, `exit` = `SimulatedKill`, which skips the clean-up
-like a kill) stops a build at that stage.
+like a kill) stops a build at that stage; `worker:raise` / `worker:kill` make every
+records worker task raise / SIGKILL its process (`worker_check:` only the image
+checks of pass 1, `worker_write:` only the serialisation of pass 2,
+`worker_reviews:` only the review ratings before the writer;
+`tfaesthetic.records.parallel`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -80,7 +86,10 @@ import tensorflow as tf
 from tfaesthetic import features
 from tfaesthetic import images as images_lib
 from tfaesthetic import text as text_lib
+from tfaesthetic.records import parallel
 from tfaesthetic.records import rules
+from tfaesthetic.records import shards
+from tfaesthetic.records.shards import sha256_file, shard_fingerprint, shard_name  # noqa: F401  (public names of the writer)
 from tfaesthetic.records.rejections import Rejections
 
 MANIFEST = "manifest.json"
@@ -100,7 +109,6 @@ detect_format = images_lib.detect_format
 
 FAULT_ENV = "TFAESTHETIC_RECORDS_FAULT"
 FAULT_STAGES = ("shard", "after_shards", "before_manifest", "before_switch", "switch")
-_FINGERPRINT_BLOCK = 1 << 16
 # Staging directories of builds running in this process (never "stale").
 _ACTIVE = set()
 
@@ -127,42 +135,9 @@ def _fault(stage: str) -> None:
     raise RuntimeError(f"{FAULT_ENV}: simulated failure at stage {stage!r}")
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    """`train-00000-of-00004.tfrecord`."""
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def shard_fingerprint(path: str) -> str:
-    """sha256 of a shard's size, first and last 64 KiB: cheap to check on open, differs between builds."""
-    size = os.path.getsize(path) if not str(path).startswith(("gs://", "s3://")) else tf.io.gfile.stat(path).length
-    h = hashlib.sha256(size.to_bytes(8, "little"))
-    with tf.io.gfile.GFile(path, "rb") as f:
-        h.update(f.read(_FINGERPRINT_BLOCK))
-        if size > _FINGERPRINT_BLOCK:
-            f.seek(max(_FINGERPRINT_BLOCK, size - _FINGERPRINT_BLOCK))
-            h.update(f.read(_FINGERPRINT_BLOCK))
-    return h.hexdigest()
-
-
 def _clean_field(value) -> str:
     # tsv fields cannot hold tabs or newlines.
     return re.sub(r"[\t\r\n]", " ", str(value))
-
-
-def _load_bytes(record: features.ImageRecord) -> Optional[bytes]:
-    if record.encoded is not None:
-        return bytes(record.encoded)
-    if record.load_image is not None:
-        return record.load_image()
-    return None
 
 
 def _has_image(record: features.ImageRecord) -> bool:
@@ -179,53 +154,6 @@ def _text_bytes(value, record, rejections, source):
             rejections.keep("non_utf8_text", source=source, image_id=record.image_id, detail=repr(value[:80]))
             return value.decode("utf-8", errors="replace").encode("utf-8")
     return str(value).encode("utf-8", errors="replace")
-
-
-def _check_image(record, validate_images, rejections, source, max_pixels=images_lib.DEFAULT_MAX_PIXELS) -> Optional[str]:
-    """Loads and validates the image; returns its detected format or None (rejected)."""
-    try:
-        data = _load_bytes(record)
-    except OSError as e:
-        rejections.reject("missing_image_file", source=source, image_id=record.image_id, detail=str(e))
-        return None
-    except Exception as e:  # A source's loader failing otherwise must not stop the build.
-        rejections.reject(
-            "unreadable_image", source=source, image_id=record.image_id, detail=f"{type(e).__name__}: {e}"
-        )
-        return None
-    if not data:
-        rejections.reject("undecodable_image", source=source, image_id=record.image_id, detail="empty image bytes")
-        return None
-    fmt = detect_format(data)
-    if not fmt:
-        rejections.reject(
-            "unknown_image_format", source=source, image_id=record.image_id, detail=f"first bytes {data[:8]!r}"
-        )
-        return None
-    # The serving graph's rules (tfaesthetic.images), before any decoding.
-    problem = images_lib.structure_problem(data, fmt) or images_lib.pixel_problem(data, max_pixels, fmt)
-    if problem is not None:
-        rejections.reject(problem[0], source=source, image_id=record.image_id, detail=problem[1])
-        return None
-    if validate_images:
-        try:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            if image.shape[0] == 0 or image.shape[1] == 0:
-                raise ValueError(f"empty image of shape {tuple(image.shape)}")
-        except (tf.errors.OpError, ValueError) as e:
-            message = getattr(e, "message", None) or str(e)
-            rejections.reject("undecodable_image", source=source, image_id=record.image_id, detail=message)
-            return None
-    declared = (record.image_format or "").lower().replace("jpg", "jpeg")
-    if declared and declared != fmt:
-        rejections.keep(
-            "image_format_mismatch",
-            source=source,
-            image_id=record.image_id,
-            detail=f"declared {record.image_format!r}, bytes are {fmt}",
-            level="image",
-        )
-    return fmt
 
 
 def _split_num_shards(num_shards, split, count) -> int:
@@ -381,12 +309,11 @@ def _switch(staging: str, out_dir: str, token: str, build_id: str) -> None:
 
 def _verify_staged(staging: str, manifest: dict, expected_counts: dict) -> None:
     """Re-reads what was staged: every shard's framing and record count, sizes, side files, the manifest."""
-    from tfaesthetic.data import reader  # reader imports this module
 
     files = manifest["files"]
     for name, expected in expected_counts.items():
         path = os.path.join(staging, name)
-        count = reader._check_framing(path)
+        count = shards.check_framing(path)
         if count != expected or os.path.getsize(path) != files["shard_bytes"][name]:
             raise RuntimeError(
                 f"Verification of the new build failed: {path} holds {count} records, {expected} were written. "
@@ -463,6 +390,7 @@ def write_records(
     vocab_min_count: int = 1,
     vocab_max_size: Optional[int] = None,
     max_pixels: Optional[int] = images_lib.DEFAULT_MAX_PIXELS,
+    num_workers: Optional[int] = 1,
 ) -> dict:
     """Writes records, vocabulary, id maps, rejections and the manifest, all or nothing.
 
@@ -486,6 +414,9 @@ def write_records(
         vocab_max_size: keep at most this many words (None: all).
         max_pixels: pixel budget of one image, read from its header before
             decoding (`too_many_pixels` above it); None or 0: no budget.
+        num_workers: processes for the per-image work (`tfaesthetic.records.parallel`;
+            None: one per core). The records are the same byte for byte whatever
+            the number (apart from the manifest's `created`).
 
     Returns:
         The manifest dict (also written to `out_dir/manifest.json`).
@@ -516,29 +447,10 @@ def write_records(
     if len(set(users)) != len(users):
         raise ValueError("Expected distinct user names (after Unicode NFC normalisation and stripping).")
 
-    # Pass 1: structural checks, image loading/validation; no bytes are kept.
-    ids = rules.IdRegistry()
-    kept = {split: [] for split in features.SPLITS}
-    formats = {}
-    checking = _progress(len(records) if hasattr(records, "__len__") else None, "records: checking images")
-    for position, record in enumerate(records):
-        checking.update(1)
-        image_id, problem = ids.check(record.image_id)
-        if problem is None:
-            problem = rules.record_problem(record, scale.num_bins)
-        if problem is not None:
-            reason, detail = problem
-            rejections.reject(reason, source=source, record=position + 1, image_id=image_id, detail=detail)
-            continue
-        record.image_id = image_id
-        ids.add(image_id, position + 1)  # (the sources note zero-width characters in ids)
-        if _has_image(record):
-            fmt = _check_image(record, validate_images, rejections, source, max_pixels)
-            if fmt is None:
-                continue
-            formats[record.image_id] = fmt
-        kept[record.split].append((position, record))
-    checking.close()
+    num_workers = parallel.check_num_workers(num_workers)
+
+    # Pass 1: structural checks, image loading/validation (in workers); no bytes are kept.
+    kept, formats = _check_records(records, scale, source, rejections, validate_images, max_pixels, num_workers)
 
     # Votes are all or nothing (a record without votes would train MRACNN on zeros).
     everything = [item for split in features.SPLITS for item in kept[split]]
@@ -594,10 +506,12 @@ def write_records(
     os.mkdir(staging)
     _ACTIVE.add(staging)
     try:
-        manifest = _write_build(
-            staging, kept, ordered, formats, vocabulary, users, tags, scale, source, rejections, num_shards,
-            command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images,
-        )
+        with parallel.Pool(ordered, num_workers, -(-len(ordered) // parallel.CHUNK)) as pool:
+            manifest = _write_build(
+                staging, kept, ordered, formats, vocabulary, users, tags, scale, source, rejections, num_shards,
+                command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images,
+                pool=pool,
+            )
         _fault("before_switch")
         _switch(staging, out_dir, token, manifest["build_id"])
     except SimulatedKill:
@@ -612,7 +526,7 @@ def write_records(
 
 def _write_build(
     staging, kept, ordered, formats, vocabulary, users, tags, scale, source, rejections, num_shards,
-    command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images,
+    command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images, pool=None,
 ) -> dict:
     """Writes a complete build into the (new, empty) directory `staging` and verifies it."""
     # Pass 2: shards.
@@ -629,7 +543,7 @@ def _write_build(
             lo, hi = shard * len(recs) // n_shards, (shard + 1) * len(recs) // n_shards
             name = shard_name(split, shard, n_shards)
             path = os.path.join(staging, name)
-            _write_shard(path, recs[lo:hi], formats, vocabulary, rejections, source)
+            _write_shard(path, recs[lo:hi], formats, vocabulary, rejections, source, pool=pool)
             shard_files[name] = sha256_file(path)
             fingerprints[name] = shard_fingerprint(path)
             expected_counts[name] = hi - lo
@@ -705,55 +619,118 @@ def _write_build(
     return manifest
 
 
-def _write_shard(path, records, formats, vocabulary, rejections, source):
+def _write_shard(path, records, formats, vocabulary, rejections, source, pool=None):
+    """Writes `records` (in order) to the shard `path`; the Examples are serialised by `pool`'s workers."""
+    own_pool = pool is None
+    if own_pool:
+        pool = parallel.Pool(records, 1)
     tmp = path + ".tmp"
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
-            # Tokenise a block of records at once (one eager call), then serialise.
-            block = []
-            block_comments = 0
-            for record in records + [None]:
-                if record is not None:
-                    block.append(record)
-                    block_comments += len(record.comments)
-                    if block_comments < _TOKENIZE_BATCH and len(block) < 256:
-                        continue
-                if not block:
-                    break
-                # Copies with repaired text, so the caller's records are not modified.
-                block = [
-                    dataclasses.replace(
-                        r,
-                        comments=[
-                            dataclasses.replace(c, text=_text_bytes(c.text, r, rejections, source)) for c in r.comments
-                        ],
-                    )
-                    for r in block
-                ]
-                texts = [c.text for r in block for c in r.comments]
-                rows = text_lib.tokenize(tf.constant(texts, tf.string), vocabulary).to_list() if texts else []
-                start = 0
-                for r in block:
-                    token_rows = rows[start : start + len(r.comments)]
-                    start += len(r.comments)
-                    image_bytes = None
-                    if r.image_id in formats:
-                        image_bytes = _load_bytes(r)
-                        if not image_bytes:
-                            raise RuntimeError(
-                                f"Image {r.image_id!r} could be loaded in the validation pass but not when writing {path}"
-                            )
-                        r = dataclasses.replace(r, image_format=formats[r.image_id])
-                    example = features.to_example(r, token_rows, image_bytes)
-                    writer.write(example.SerializeToString())
+            tasks = parallel.chunks(_shard_items(records, formats, vocabulary, rejections, source, own_pool))
+            for examples in pool.map(parallel.serialize_chunk, ((chunk,) for chunk in tasks)):
+                for example in examples:
+                    writer.write(example)
                     if FAULT_ENV in os.environ:
                         writer.flush()
                         _fault("shard")
-                block, block_comments = [], 0
         os.replace(tmp, path)
     finally:
+        if own_pool:
+            pool.close()
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _shard_items(records, formats, vocabulary, rejections, source, local_index=False):
+    """`(image_index, token_rows, format)` per record, tokenised a block at a time (one eager call a block).
+
+    Pulled lazily by `Pool.map`, so the parent tokenises the next block while the
+    workers serialise the previous one. The text repair is counted here (in order);
+    the workers repeat it on their copies. `local_index`: index into `records`
+    instead of the image index (a pool over `records` alone).
+    """
+    block = []
+    block_comments = 0
+    for position, record in enumerate(records + [None]):
+        if record is not None:
+            block.append((position, record))
+            block_comments += len(record.comments)
+            if block_comments < _TOKENIZE_BATCH and len(block) < 256:
+                continue
+        if not block:
+            break
+        texts = [_text_bytes(c.text, r, rejections, source) for _, r in block for c in r.comments]
+        rows = text_lib.tokenize(tf.constant(texts, tf.string), vocabulary).to_list() if texts else []
+        start = 0
+        for position, r in block:
+            token_rows = rows[start : start + len(r.comments)]
+            start += len(r.comments)
+            yield (position if local_index else r.image_index, token_rows, formats.get(r.image_id))
+        block, block_comments = [], 0
+
+
+def _check_records(records, scale, source, rejections, validate_images, max_pixels, num_workers):
+    """Pass 1: the record rules (here, in source order) and the image rules (in workers).
+
+    Returns `({split: [(position, record)]}, {image_id: format})`. Rejections are
+    added in source order whatever `num_workers` is.
+    """
+    ids = rules.IdRegistry()
+    problems, candidates = {}, []
+    for position, record in enumerate(records):
+        image_id, problem = ids.check(record.image_id)
+        if problem is None:
+            problem = rules.record_problem(record, scale.num_bins)
+        if problem is not None:
+            problems[position] = (image_id, problem)
+            continue
+        record.image_id = image_id
+        ids.add(image_id, position + 1)  # (the sources note zero-width characters in ids)
+        candidates.append(position)
+    with_images = [p for p in candidates if _has_image(records[p])]
+    checks = {}
+    with parallel.Pool(records, num_workers, -(-len(with_images) // parallel.CHUNK)) as pool:
+        tasks = ((chunk, validate_images, max_pixels) for chunk in parallel.chunks(with_images))
+        results = pool.map(parallel.inspect_chunk, tasks)
+        checks = dict(zip(with_images, (check for chunk in results for check in chunk)))
+    kept = {split: [] for split in features.SPLITS}
+    formats = {}
+    candidate_set = set(candidates)
+    checking = _progress(len(records), "records: checking images")
+    for position, record in enumerate(records):
+        checking.update(1)
+        if position not in candidate_set:
+            image_id, (reason, detail) = problems[position]
+            rejections.reject(reason, source=source, record=position + 1, image_id=image_id, detail=detail)
+            continue
+        check = checks.get(position)
+        if check is not None:
+            if check.reject is None and check.decode_error is not None:
+                message = _tf_decode_problem(parallel.load_bytes(record))
+                if message is not None:
+                    check.reject, check.fmt = ("undecodable_image", message), None
+            if check.reject is not None:
+                reason, detail = check.reject
+                rejections.reject(reason, source=source, image_id=record.image_id, detail=detail)
+                continue
+            for note, detail in check.notes:
+                rejections.keep(note, source=source, image_id=record.image_id, detail=detail, level="image")
+            formats[record.image_id] = check.fmt
+        kept[record.split].append((position, record))
+    checking.close()
+    return kept, formats
+
+
+def _tf_decode_problem(data: bytes) -> Optional[str]:
+    """None when `tf.io.decode_image` (the input pipeline's decoder) decodes `data`, else its message."""
+    try:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"empty image of shape {tuple(image.shape)}")
+    except (tf.errors.OpError, ValueError) as e:
+        return getattr(e, "message", None) or str(e)
+    return None
 
 
 def _consistency(records, scale):

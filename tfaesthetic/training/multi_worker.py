@@ -23,7 +23,7 @@ step runs `strategy.run(step_fn)` on every replica of every worker:
   context sums every replica of every worker, so each worker logs the metric of the
   whole split the cluster saw (`accuracy`, `val_accuracy`, ... as `Model.fit` does).
 
-Checkpoints follow `tfaesthetic.trainer.RunState`: the chief writes them to the run
+Checkpoints follow `tfaesthetic.training.state.RunState`: the chief writes them to the run
 directory, the other workers to a scratch directory (deleted at the end). On resume
 the chief loads its last checkpoint and **broadcasts** every model and optimizer
 variable, and the run state (epoch, best value, patience), to the other workers with
@@ -40,7 +40,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfaesthetic import trainer as trainer_lib
+from tfaesthetic.training.datasets import build_datasets
+from tfaesthetic.training.optimization import learning_rate_at_epoch
+from tfaesthetic.training.state import RunState
+from tfaesthetic.training.tasks import compile_model, plain_copy
 
 
 def _local(strategy, value):
@@ -79,7 +82,7 @@ def broadcast_from_chief(strategy, values: list) -> list:
     return [tf.cast(o, d) for o, d in zip(out, dtypes)]
 
 
-def _sync_state(strategy, model, state: trainer_lib.RunState) -> None:
+def _sync_state(strategy, model, state: RunState) -> None:
     """Broadcasts the chief's variables and run state to every worker."""
     variables = list(model.variables) + list(model.optimizer.variables)
     scalars = [
@@ -309,9 +312,9 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
     train_cfg = config.trainer
     with strategy.scope():
         model = task.build_model()
-        trainer_lib.compile_model(model, task, config)
+        compile_model(model, task, config)
         model.optimizer.build(model.trainable_variables)
-    train_ds, val_ds = trainer_lib.build_datasets(config, task, model)
+    train_ds, val_ds = build_datasets(config, task, model)
     dist_train, dist_val = _distribute(strategy, train_ds), _distribute(strategy, val_ds)
     losses, weights = task.losses(model)
     if chief and state.exists():
@@ -339,7 +342,7 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
     # A run extended with more epochs continues; one stopped early stays stopped.
     while not state.stopped_early and epoch < train_cfg.epochs:
         if train_cfg.schedule == "step_epochs":
-            model.optimizer.learning_rate = trainer_lib.learning_rate_at_epoch(train_cfg, epoch)
+            model.optimizer.learning_rate = learning_rate_at_epoch(train_cfg, epoch)
         progbar = None
         if chief and train_cfg.verbose:
             print(f"Epoch {epoch + 1}/{train_cfg.epochs}")
@@ -375,4 +378,4 @@ def train_multi_worker(config, task, strategy, state, work_dir, *, chief: bool) 
     for writer in writers.values():
         writer.close()
     # A plain copy for evaluation and export, free of the cluster's collectives.
-    return trainer_lib.plain_copy(model, task, config)
+    return plain_copy(model, task, config)
