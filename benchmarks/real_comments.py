@@ -178,6 +178,11 @@ def run_preset(name, seed, records_dir, work_dir, overrides):
     row.update(
         train_seconds=summary["train_seconds"], epochs_run=summary["epochs_run"], best_epoch=summary["best_epoch"],
     )
+    # The carved val's SRCC at the best epoch: the figure to choose settings on (never the reported split).
+    history, best = summary.get("history") or {}, summary["best_epoch"]
+    key = next((k for k in sorted(history) if k.startswith("val_") and k.endswith("srcc")), None)
+    if key is not None and best is not None and 0 <= best < len(history[key]):
+        row["carved_val_srcc"] = float(history[key][best])
     return row
 
 
@@ -248,7 +253,8 @@ def main(argv=None):
                 runs[name].append(run_preset(name, seed, records_dir, work_dir, overrides))
                 r = runs[name][-1]
                 print(f"{name} seed {seed}: SRCC {r['srcc']:.4f} PLCC {r['plcc']:.4f} EMD {r['emd']:.4f} "
-                      f"acc {r['accuracy']:.4f} ({r['train_seconds']:.0f} s, {len(r['epochs_run'])} epochs)", flush=True)
+                      f"acc {r['accuracy']:.4f} ({r['train_seconds']:.0f} s, {len(r['epochs_run'])} epochs; "
+                      f"carved-val SRCC {r.get('carved_val_srcc', float('nan')):.4f})", flush=True)
             rows[f"`{name}`"] = mean_rows(runs[name])
         title = (
             f"val split of {os.path.basename(args.jsonl)} ({manifest['splits']['test']} images; trained on "

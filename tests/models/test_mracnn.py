@@ -402,6 +402,33 @@ def test_fine_tune_vectors_keeps_loaded_vectors_trainable():
     assert model.text_cnn.embedding.trainable and model.get_config()["trainable_embeddings"]
 
 
+def test_mean_score_weight_sets_the_training_loss_and_survives_saving(tmp_path):
+    from tfaesthetic.losses import EMDWithMeanScore
+
+    assert isinstance(MRACNN(**TINY, variant="text_only").default_losses()["distribution"], EMD)
+    keras.utils.set_random_seed(0)
+    model = MRACNN(**TINY, variant="text_only", mean_score_weight=0.4, mean_score_variance=0.5, **BAG)
+    loss = model.default_losses()["distribution"]
+    assert isinstance(loss, EMDWithMeanScore) and (loss.mean_weight, loss.variance) == (0.4, 0.5)
+    inputs = {"tokens": tiny_inputs(model, batch=4)["tokens"]}
+    target = np.random.default_rng(1).dirichlet(np.ones(10), size=4).astype("float32")
+    model.compile(learning_rate=1e-3)  # loss="auto" is default_losses()
+    reported = model.evaluate(inputs, {"distribution": target}, verbose=0, return_dict=True)["loss"]
+    pred = np.asarray(model(inputs, training=False)["distribution"])
+    expected = float(np.mean(loss(target, pred))) + float(sum(np.asarray(x) for x in model.losses))
+    np.testing.assert_allclose(reported, expected, rtol=1e-4)
+    model.fit(inputs, {"distribution": target}, epochs=1, verbose=0)
+    path = str(tmp_path / "mean.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.get_config()["mean_score_weight"] == 0.4
+    assert isinstance(restored.default_losses()["distribution"], EMDWithMeanScore)
+    with pytest.raises(ValueError, match="mean_score_weight=-0.1"):
+        MRACNN(**TINY, variant="text_only", mean_score_weight=-0.1)
+    with pytest.raises(ValueError, match="mean_score_variance=0"):
+        MRACNN(**TINY, variant="text_only", mean_score_variance=0)
+
+
 @pytest.mark.slow  # writes records and a SavedModel
 def test_cnn_bag_serving_graph_on_raw_strings_matches_keras(tmp_path):
     from tests._serving import fixtures as fx

@@ -11,6 +11,7 @@ from tfaesthetic.layers.ngram_bag import POOLINGS as BAG_POOLINGS, NGramBag
 from tfaesthetic.layers.recurrent_attention import RecurrentAttention
 from tfaesthetic.layers.text_cnn import EMPTY_TEXT, TextCNN
 from tfaesthetic.losses.emd import EMD
+from tfaesthetic.losses.mean_score import EMDWithMeanScore
 from tfaesthetic.metrics.distribution import distribution_metrics
 from tfaesthetic.models.backbones import default_image_size, get_backbone
 
@@ -133,6 +134,14 @@ class MRACNN(keras.Model):
             `initialize_embeddings` (the paper freezes them).
         vector_pooling: Text-CNN extra features: masked mean / max / min over
             time of the word vectors (`TextCNN(vector_pooling=...)`).
+        mean_score_weight: weight `w` of an auxiliary mean-score term in the
+            training loss, `EMD + w · (μ̂ − μ)² / mean_score_variance` with
+            `μ = Σ_k k q_k` the distribution's mean bin value
+            (`tfaesthetic.losses.EMDWithMeanScore`); 0 (default) is the paper's
+            plain EMD. Used by `compile(loss="auto")` and the trainer
+            (`default_losses`).
+        mean_score_variance: the unit `σ²` of that squared error (about the
+            variance of the mean scores; 0.5 for AVA).
         **kwargs: `keras.Model` arguments (`name`, `trainable`, `dtype`).
 
     Call arguments:
@@ -181,6 +190,8 @@ class MRACNN(keras.Model):
         bag_scale=1.0,
         fine_tune_vectors=False,
         vector_pooling=(),
+        mean_score_weight=0.0,
+        mean_score_variance=0.5,
         **kwargs,
     ):
         if variant not in VARIANTS:
@@ -195,6 +206,12 @@ class MRACNN(keras.Model):
         if bag_pooling not in BAG_POOLINGS:
             raise ValueError(f"`bag_pooling` must be one of {BAG_POOLINGS}. Received: bag_pooling={bag_pooling!r}")
         num_bins = _positive_int("num_bins", num_bins)
+        if not float(mean_score_weight) >= 0.0:
+            raise ValueError(f"`mean_score_weight` must be >= 0. Received: mean_score_weight={mean_score_weight!r}")
+        if not float(mean_score_variance) > 0.0:
+            raise ValueError(
+                f"`mean_score_variance` must be > 0. Received: mean_score_variance={mean_score_variance!r}"
+            )
         if num_bins < 2:
             raise ValueError(f"`num_bins` must be >= 2. Received: num_bins={num_bins}")
         uses_image, uses_text = variant in _USES_IMAGE, variant in _USES_TEXT
@@ -340,6 +357,8 @@ class MRACNN(keras.Model):
         self.bag_scale = bag_scale
         self.fine_tune_vectors = bool(fine_tune_vectors)
         self.vector_pooling = tuple(vector_pooling)
+        self.mean_score_weight = float(mean_score_weight)
+        self.mean_score_variance = float(mean_score_variance)
 
     @property
     def input_keys(self):
@@ -386,7 +405,8 @@ class MRACNN(keras.Model):
         Args:
             optimizer: `"auto"` = Adam(learning_rate, β1 0.9, β2 0.99)
                 (seed 003 §IV-B1), or any Keras optimizer.
-            loss: `"auto"` = `{"distribution": EMD(r=2)}`.
+            loss: `"auto"` = `default_losses()`: `{"distribution": EMD(r=2)}`, or
+                EMD with the mean-score term when `mean_score_weight > 0`.
             metrics: `"auto"` = the six metrics of §IV-A on the distribution
                 (`tfaesthetic.metrics.distribution_metrics(scale)`).
             scale: the dataset's `ScoreScale` (or manifest JSON) for the metrics;
@@ -398,10 +418,20 @@ class MRACNN(keras.Model):
         if optimizer == "auto":
             optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.99)
         if loss == "auto":
-            loss = {"distribution": EMD(r=2)}
+            loss = self.default_losses()
         if metrics == "auto":
             metrics = {"distribution": distribution_metrics(self.default_scale() if scale is None else scale)}
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def default_losses(self):
+        """`{"distribution": loss}`: EMD (r = 2, Eq. 1), plus the mean-score term when `mean_score_weight > 0`."""
+        if self.mean_score_weight > 0:
+            return {
+                "distribution": EMDWithMeanScore(
+                    r=2, mean_weight=self.mean_score_weight, variance=self.mean_score_variance
+                )
+            }
+        return {"distribution": EMD(r=2)}
 
     def compile_from_config(self, config):
         """Recompiles a loaded model with its saved optimizer, loss and metrics.
@@ -469,6 +499,8 @@ class MRACNN(keras.Model):
             "bag_scale": self.bag_scale,
             "fine_tune_vectors": self.fine_tune_vectors,
             "vector_pooling": list(self.vector_pooling),
+            "mean_score_weight": self.mean_score_weight,
+            "mean_score_variance": self.mean_score_variance,
         }
 
     @classmethod
