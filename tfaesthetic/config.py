@@ -721,7 +721,7 @@ def _demo_cfan():
             name="cfan", variant="cfan_3task", backbone="tiny",
             params=dict(
                 factor_dim=16, hidden_units=[16], embedding_dim=16, gru_units=16,
-                index_dropout=0.8, review_dropout=0.8, lambda_z=0.3,
+                index_dropout=0.8, review_dropout=0.8, lambda_z=0.3, agnostic_residual=True,
             ),
         ),
         trainer=TrainerConfig(epochs=16, optimizer="adam", learning_rate=3e-3, schedule="constant"),
