@@ -713,6 +713,8 @@ def _demo_cfan():
     #   no-review path (taste profiles + image) instead;
     # - lambda_z 0.3 (paper: 0.015): the tag head learns the content from the shared
     #   image code at this budget (at 0.015 it stays at ln 6);
+    # - agnostic_residual (an extension of Eq. 2, see CFAN): y_hat_uv starts from the
+    #   user-agnostic logit and the interaction learns only the user's deviation;
     # - 16 epochs (the review-reading path turns on between epochs 5 and 14 depending
     #   on the seed), patience 5 on val_loss = the Eq. 6 objective.
     return ExperimentConfig(
