@@ -17,8 +17,9 @@ SEED = 0
 #   with-review AUC  no-review per-user AUC  agnostic per-user AUC  agnostic acc. (majority)  tag acc. (most frequent)  best epoch
 #   0.869            0.612                   0.617                  0.632 (0.553)             0.250 (0.211)             11
 #
-# and with the preset's full budget (64 px, 16 epochs), seeds 0 / 1: with-review AUC
-# 0.981 / 0.971, no-review per-user AUC 0.591 / 0.596 vs agnostic 0.620 / 0.593.
+# and with the preset's full budget (64 px, 16 epochs), seeds 0 / 1 / 2: with-review AUC
+# 0.981 / 0.971 / 0.928, no-review per-user AUC 0.591 / 0.596 / 0.641 vs agnostic
+# 0.620 / 0.593 / 0.604.
 # Training is not bit-reproducible on CPU (parallel reductions), and only one run of
 # the reduced budget was measured, so the floors leave room under it: the with-review
 # path must clearly read the review (0.80, measured 0.87; chance 0.5); the no-review
