@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-# The preset's full budget (16 epochs at 64 px) costs ~3 min on 2 idle cores; CI runs
-# a reduced budget of the same preset on the same records: 48 px inputs (the tiny
-# backbone's native size, ~0.55x the compute) and 12 epochs (the with-review path
-# turns on between epochs 9 and 12 on seed 0). Every other setting is the preset's.
+# The preset's full budget (16 epochs at 64 px) took 485-541 s on the shared 2 cores
+# (load 4-8); CI runs a reduced budget of the same preset on the same records: 48 px
+# inputs (the tiny backbone's native size, ~0.55x the compute) and 12 epochs (180 s at
+# load ~3). Every other setting is the preset's.
 REDUCED_BUDGET = {"data.image_size": 48, "trainer.epochs": 12}
 SEED = 0
 # Measured with this reduced budget (seed 0, cold protocol, test split: 431 reviews of
