@@ -296,12 +296,23 @@ def test_review_model_on_records_without_users_or_reviews_names_records(tmp_path
             assert not (sub / "runs").exists()
 
 
+#: Smaller than the demo presets, for the family runs (2 CPU cores).
+TINY_PARAMS = {
+    "cfan": ["--param=factor_dim=8", "--param=hidden_units=[8]", "--param=embedding_dim=8", "--param=gru_units=8"],
+    "bpr": ["--param=factor_dim=8"],
+    "vbpr": ["--param=factor_dim=8", "--param=visual_dim=8"],
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["cfan", "bpr", "vbpr"])
 def test_model_family_trains_evaluates_and_exports_from_the_cli(demo_records, tmp_path, model):
     """`--model=X` alone picks X's demo preset on demo records: no MRACNN parameter leaks."""
     args = [f"--model={model}", f"--records={demo_records}", "--run_dir=run", "--epochs=1", "--steps_per_epoch=2",
-            "--validation_steps=1", "--image_size=32", "--max_len=16", "--batch_size=16"]
+            "--validation_steps=1", "--image_size=32", "--max_len=16", "--batch_size=16",
+            # Tiny model sizes (it checks that the family runs, not that it learns);
+            # the run report and TensorBoard images are covered by the no-flag run above.
+            "--noreport", "--notb_images", *TINY_PARAMS.get(model, ())]
     result = _run(args, cwd=str(tmp_path), timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())

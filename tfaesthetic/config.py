@@ -714,6 +714,8 @@ def _demo_cfan():
     #   no-review path (taste profiles + image) instead;
     # - lambda_z 0.3 (paper: 0.015): the tag head learns the content from the shared
     #   image code at this budget (at 0.015 it stays at ln 6);
+    # - agnostic_residual (an extension of Eq. 2, see CFAN): y_hat_uv starts from the
+    #   user-agnostic logit and the interaction learns only the user's deviation;
     # - 16 epochs (the review-reading path turns on between epochs 5 and 14 depending
     #   on the seed), patience 5 on val_loss = the Eq. 6 objective.
     return ExperimentConfig(
@@ -722,7 +724,7 @@ def _demo_cfan():
             name="cfan", variant="cfan_3task", backbone="tiny",
             params=dict(
                 factor_dim=16, hidden_units=[16], embedding_dim=16, gru_units=16,
-                index_dropout=0.8, review_dropout=0.8, lambda_z=0.3,
+                index_dropout=0.8, review_dropout=0.8, lambda_z=0.3, agnostic_residual=True,
             ),
         ),
         trainer=TrainerConfig(epochs=16, optimizer="adam", learning_rate=3e-3, schedule="constant"),

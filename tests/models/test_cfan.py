@@ -193,6 +193,37 @@ class CFANTest(TestCase):
             self.assertGreater(np.abs(rating[[0, 2]] - agnostic[[0, 2]]).max(), 1e-4)
             self.assertTrue(np.all((rating > 0) & (rating < 1)))
 
+    def test_agnostic_residual_by_hand(self):
+        """agnostic_residual: y_hat_uv = sigmoid(logit beta_hat_v + g(gamma_u * q_iv)), NumPy reference."""
+        import tensorflow as tf
+
+        model = tiny_cfan("cfan_3task", agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
+        plain = tiny_cfan("cfan_3task", index_dropout=0.0, review_dropout=0.0)
+        randomize(model)
+        for layer in model.layers:  # same weights, residual off (by layer: graph orders differ)
+            if layer.weights:
+                plain.get_layer(layer.name).set_weights(layer.get_weights())
+        x = tiny_inputs()
+        for call in (lambda m: m(x), lambda m: m.predict_without_review(x)):
+            out, base = call(model), call(plain)
+            agnostic = np.asarray(out["agnostic_rating"], "float64")
+            np.testing.assert_allclose(agnostic, np.asarray(base["agnostic_rating"]), atol=1e-6)
+            # plain: y = sigmoid(g); residual: sigmoid(g + logit(beta)).
+            g = np.log(np.asarray(base["user_rating"], "float64")) - np.log1p(-np.asarray(base["user_rating"], "float64"))
+            expected = 1.0 / (1.0 + np.exp(-(g + np.log(agnostic) - np.log1p(-agnostic))))
+            np.testing.assert_allclose(np.asarray(out["user_rating"]), expected, atol=1e-5)
+        # Unknown users still get beta_hat_v; the user loss does not train beta_hat_v's head.
+        unknown = model(dict(x, user_index=np.full(4, CFAN.UNKNOWN_USER, "int32")))
+        np.testing.assert_allclose(unknown["user_rating"], unknown["agnostic_rating"], atol=1e-6)
+        head = model.get_layer("agnostic_rating_head").trainable_weights
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = keras.losses.binary_crossentropy(np.ones((4, 1), "float32"), ops_expand(out["user_rating"]))
+        self.assertTrue(all(g is None for g in tape.gradient(loss, head)))
+        self.assertTrue(CFAN.from_config(model.get_config()).agnostic_residual)
+        restored = self.run_model_saving_test(model, x)
+        self.assertTrue(restored.agnostic_residual)
+
     def test_anonymous_reviews_train_the_user_head_not_the_agnostic_one(self):
         """In training an OOV user keeps its own y_hat_uv: s_uv must not train beta_hat_v."""
         model = tiny_cfan("cfan_3task", index_dropout=0.0, review_dropout=0.0)

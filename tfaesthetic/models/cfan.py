@@ -22,6 +22,15 @@ Graph (§3.1, Fig. 3):
   user attention, since both targets are properties of the image): tag softmax and
   user-agnostic rating sigmoid.
 
+Agnostic residual (`agnostic_residual=True`; a practical extension of Eq. 2, not the
+paper): y_hat_uv = sigmoid(stop_gradient(logit beta_hat_v) + g(gamma_u * q_iv)). The
+personalised rating starts from the user-agnostic one and the interaction learns only
+the user's deviation (taste, bias, the review's verdict). Without a review the
+prediction is then at worst the user-agnostic baseline plus a learned taste term,
+instead of having to relearn image quality through the per-user path. The stop
+gradient keeps beta_hat_v trained by its own loss only, so it remains the baseline
+the personalised paths are compared with.
+
 Indices and out-of-vocabulary (OOV) rows. Records hold 0-based indices; images are
 numbered training-first. The model embeds `num_users + 1` users and `num_images + 1`
 images (pass the manifest's `num_train_images`); the last row is the OOV row. Any
@@ -295,6 +304,12 @@ class CFAN(keras.Model):
         profile_weight: weight of the taste-profile matching loss (0 disables it).
         lambda_z: Eq. 6 weight of the tag loss (§4.1: 0.015).
         lambda_beta: Eq. 6 weight of the user-agnostic loss (§4.1: 1).
+        agnostic_residual: a practical extension of Eq. 2 (not in the paper): the
+            personalised rating is a per-user deviation from the user-agnostic one,
+            y_hat_uv = sigmoid(stop_gradient(logit beta_hat_v) + g(gamma_u * q_iv)),
+            with g the interaction MLP ending in a linear unit. Only variants with
+            the user-agnostic head (`cfan_3task`) have beta_hat_v; the others
+            ignore the option. See the module docstring.
         review_vectors: optional `[vocab_size, embedding_dim]` word vectors (e.g.
             from `tfaesthetic.layers.vectors.load_vectors`); not part of the config.
         freeze_embeddings: keep the word embeddings fixed.
@@ -336,6 +351,7 @@ class CFAN(keras.Model):
         profile_weight=1.0,
         lambda_z=0.015,
         lambda_beta=1.0,
+        agnostic_residual=False,
         review_vectors=None,
         freeze_embeddings=False,
         seed=None,
@@ -394,13 +410,15 @@ class CFAN(keras.Model):
             )
         interaction = [keras.layers.Dense(u, activation="relu", name=f"interaction_{i}") for i, u in enumerate(hidden_units)]
         interaction_dropout = keras.layers.Dropout(dropout, name="interaction_dropout")
-        rating_head = keras.layers.Dense(1, activation="sigmoid", name="user_rating_head")
+        # Linear heads, the sigmoid applied in the graph (same weights as a sigmoid
+        # Dense): the residual option adds the logits.
+        rating_head = keras.layers.Dense(1, name="user_rating_head")
         if "tag" in tasks:
             tag_hidden = keras.layers.Dense(factor_dim, activation="relu", name="tag_hidden")
             tag_head = keras.layers.Dense(num_tags, activation="softmax", name="tag_head")
         if "agnostic_rating" in tasks:
             agnostic_hidden = keras.layers.Dense(factor_dim, activation="relu", name="agnostic_hidden")
-            agnostic_head = keras.layers.Dense(1, activation="sigmoid", name="agnostic_rating_head")
+            agnostic_head = keras.layers.Dense(1, name="agnostic_rating_head")
             unknown_user_fallback = UnknownUserFallback(num_users, name="unknown_user_fallback")
 
         # === Functional graph ===
@@ -437,13 +455,20 @@ class CFAN(keras.Model):
         x = gamma_u * q_user_image
         for layer in interaction:
             x = interaction_dropout(layer(x))
-        user_rating = ops.squeeze(rating_head(x), -1)
+        user_logit = ops.squeeze(rating_head(x), -1)
         if "tag" in tasks:
             outputs["tag"] = tag_head(tag_hidden(q_image))
         if "agnostic_rating" in tasks:
-            agnostic = ops.squeeze(agnostic_head(agnostic_hidden(q_image)), -1)
-            user_rating = unknown_user_fallback(inputs["user_index"], user_rating, agnostic)
+            agnostic_logit = ops.squeeze(agnostic_head(agnostic_hidden(q_image)), -1)
+            agnostic = ops.sigmoid(agnostic_logit)
+            if agnostic_residual:
+                # The user loss trains only the deviation; beta_hat_v is trained by
+                # its own (lambda_beta) loss, so it stays the user-agnostic baseline.
+                user_logit = user_logit + ops.stop_gradient(agnostic_logit)
+            user_rating = unknown_user_fallback(inputs["user_index"], ops.sigmoid(user_logit), agnostic)
             outputs["agnostic_rating"] = agnostic
+        else:
+            user_rating = ops.sigmoid(user_logit)
         outputs["user_rating"] = user_rating
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -471,6 +496,7 @@ class CFAN(keras.Model):
         self.profile_weight = profile_weight
         self.lambda_z = lambda_z
         self.lambda_beta = lambda_beta
+        self.agnostic_residual = bool(agnostic_residual)
         self.freeze_embeddings = freeze_embeddings
         self.seed = seed
 
@@ -582,6 +608,7 @@ class CFAN(keras.Model):
             "profile_weight": self.profile_weight,
             "lambda_z": self.lambda_z,
             "lambda_beta": self.lambda_beta,
+            "agnostic_residual": self.agnostic_residual,
             "freeze_embeddings": self.freeze_embeddings,
             "seed": self.seed,
         }
