@@ -39,6 +39,12 @@ def test_evaluate_run_dir_and_export_on_test_split(demo_records, tmp_path):
         np.testing.assert_allclose(got["overall"][key], expected["overall"][key], rtol=1e-4, err_msg=key)
     assert set(got["per_tag"]) == set(expected["per_tag"])
 
+    # The export keeps its vocabulary's hash (issue 12 case 9: records with another vocab.txt are refused).
+    from tfaesthetic import io
+
+    sidecar = json.loads(open(os.path.join(summary["export"], "assets.extra", "tfaesthetic.json")).read())
+    assert sidecar["vocab_sha256"] == io.sha256_file(os.path.join(demo_records, "vocab.txt"))
+
     # The export, through its serve_tensors signature, on the same records and split.
     out = str(tmp_path / "export-eval.json")
     result = _evaluate([f"--export={os.path.dirname(summary['export'])}", f"--records={demo_records}", f"--output={out}"])

@@ -80,6 +80,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfaesthetic import features
+from tfaesthetic import io
 from tfaesthetic import images as images_lib
 from tfaesthetic import text
 from tfaesthetic.data import parser
@@ -321,8 +322,10 @@ class ServingFunctions(tf.Module):
             self.max_len = int(self.max_len)
 
         self.vocabulary = None
+        self.vocab_sha256 = None
         if self.text_key:
             self.vocabulary = text.Vocabulary.from_file(os.path.join(records_dir, writer.VOCAB_FILE))
+            self.vocab_sha256 = io.sha256_file(os.path.join(records_dir, writer.VOCAB_FILE))
             embedding_rows = manifest.get("vocab_size")
             if embedding_rows is not None and int(embedding_rows) != self.vocabulary.size:
                 raise ValueError(
@@ -524,6 +527,8 @@ class ServingFunctions(tf.Module):
             "image_size": self.image_size,
             "max_len": self.max_len,
             "vocab_size": self.vocabulary.size if self.vocabulary else None,
+            # The vocabulary's hash: `evaluate --export` refuses records whose vocab.txt differs.
+            "vocab_sha256": self.vocab_sha256,
             "num_users": self.users.oov_index if self.users else None,
             "num_images": self.images.oov_index if self.images else None,
             "bad_input": {
