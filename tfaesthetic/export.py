@@ -661,7 +661,7 @@ def export_model(
         "model_name": model_name,
         "version": version,
         "model_class": type(model).__name__,
-        "model_config": _json_safe(model.get_config()) if hasattr(model, "get_config") else None,
+        "model_config": io.json_safe(model.get_config()) if hasattr(model, "get_config") else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "records": {k: manifest_value for k, manifest_value in fns.manifest.items() if k in ("source", "schema_version", "files")},
         "tensorflow_version": tf.__version__,
@@ -686,13 +686,6 @@ def export_model(
             final_dir = os.path.join(model_dir, str(version))
     write_models_config(export_base, serving_base_path)
     return final_dir
-
-
-def _json_safe(obj):
-    try:
-        return json.loads(json.dumps(obj, default=str))
-    except (TypeError, ValueError):
-        return str(obj)
 
 
 def latest_version_dir(path: str) -> str:
