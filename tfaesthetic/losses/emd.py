@@ -15,7 +15,8 @@ import keras
 from keras import ops
 
 
-def _check_r(r):
+def check_r(r):
+    """`r` when it is a valid EMD norm order (a number >= 1); raises ValueError otherwise."""
     if isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 1:
         raise ValueError(f"`r` must be a number >= 1 (EMD is an L_r norm of the CDF difference). Received: r={r!r}")
     return r
@@ -63,7 +64,7 @@ def emd(y_true, y_pred, r=2):
         Zhang et al., "Multimodal recurrent attention CNN for image aesthetic
         prediction", IEEE TMM 2020, Eq. 1 (after Talebi & Milanfar, NIMA).
     """
-    r = _check_r(r)
+    r = check_r(r)
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
     if y_true.shape[-1] is not None and y_pred.shape[-1] is not None and y_true.shape[-1] != y_pred.shape[-1]:
@@ -114,7 +115,7 @@ class EMD(keras.losses.Loss):
 
     def __init__(self, r=2, reduction="sum_over_batch_size", name="emd", dtype=None, **kwargs):
         super().__init__(name=name, reduction=reduction, dtype=dtype, **kwargs)
-        self.r = _check_r(r)
+        self.r = check_r(r)
 
     def call(self, y_true, y_pred):
         return emd(y_true, y_pred, r=self.r)

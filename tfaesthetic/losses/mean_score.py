@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfaesthetic.losses.emd import _check_r, emd, normalize_distribution
+from tfaesthetic.losses.emd import check_r, emd, normalize_distribution
 
 
 def mean_score_error(y_true, y_pred):
@@ -67,7 +67,7 @@ class EMDWithMeanScore(keras.losses.Loss):
         **kwargs,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype, **kwargs)
-        self.r = _check_r(r)
+        self.r = check_r(r)
         if not float(mean_weight) >= 0.0:
             raise ValueError(f"`mean_weight` must be >= 0. Received: mean_weight={mean_weight!r}")
         if not float(variance) > 0.0:
