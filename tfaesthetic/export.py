@@ -688,6 +688,43 @@ def export_model(
     return final_dir
 
 
+def check_export_matches_records(sidecar: dict, manifest: dict, records_dir: str) -> None:
+    """Refuses records an export cannot be scored on: another vocabulary or another score scale.
+
+    Token ids only mean the same words under the same `vocab.txt`: its size and its
+    sha256 (kept in the export's sidecar) must match the records'. The score scale
+    (bins, their values, the good/bad threshold) must match too, or the metrics
+    would compare distributions over different bins.
+
+    Raises:
+        ConfigError: naming `--export` / `--records` and what differs.
+    """
+    from tfaesthetic import config as config_lib  # (config imports nothing of ours)
+
+    records = f"--records={records_dir}"
+    if sidecar.get("vocab_size") and manifest.get("vocab_size") and sidecar["vocab_size"] != manifest["vocab_size"]:
+        raise config_lib.ConfigError(
+            f"The export's vocabulary has {sidecar['vocab_size']} ids but {records} has "
+            f"{manifest['vocab_size']}: token ids would not match. Evaluate on the records it was trained on."
+        )
+    vocab_path = os.path.join(records_dir, "vocab.txt")
+    if sidecar.get("vocab_sha256") and os.path.exists(vocab_path) and io.sha256_file(vocab_path) != sidecar["vocab_sha256"]:
+        raise config_lib.ConfigError(
+            f"The export was trained with another vocabulary than {records} (same size, different words: vocab.txt "
+            f"sha256 {io.sha256_file(vocab_path)[:12]}..., the export's {sidecar['vocab_sha256'][:12]}...): token ids "
+            "would mean other words. Evaluate on the records it was trained on."
+        )
+    theirs, ours = sidecar.get("score_scale"), manifest.get("score_scale")
+    if theirs and ours:
+        keys = ("num_bins", "values", "threshold")
+        a = {k: theirs.get(k) for k in keys}
+        b = {k: ours.get(k) for k in keys}
+        if a != b:
+            raise config_lib.ConfigError(
+                f"The export predicts another score scale than {records} holds. Received: export {a}, records {b}."
+            )
+
+
 def latest_version_dir(path: str) -> str:
     """A version directory as is, or the highest integer version under a model directory."""
     path = os.fspath(path)
