@@ -4,9 +4,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfaesthetic.layers.frozen_embedding_guard import FrozenEmbeddingGuard
+
 
 @keras.saving.register_keras_serializable(package="tfaesthetic")
-class ReviewEncoder(keras.layers.Layer):
+class ReviewEncoder(FrozenEmbeddingGuard, keras.layers.Layer):
     """Encodes a padded review into `h_uv = [h_fwd_last, h_bwd_first]`.
 
     Token id 0 is padding and is masked: the forward GRU reads the review from its
@@ -79,17 +81,8 @@ class ReviewEncoder(keras.layers.Layer):
         )
         self.gru = keras.layers.Bidirectional(keras.layers.GRU(units), merge_mode="concat", name="bigru")
 
-    @property
-    def trainable(self):
-        return keras.layers.Layer.trainable.fget(self)
-
-    @trainable.setter
-    def trainable(self, value):
-        # Keras sets every sub-layer to `value`; frozen word vectors must stay frozen.
-        keras.layers.Layer.trainable.fset(self, value)
-        embedding = getattr(self, "embedding", None)
-        if embedding is not None:
-            embedding.trainable = bool(value) and not self.freeze_embeddings
+    def embedding_is_trainable(self):
+        return not self.freeze_embeddings  # unfreezing the layer keeps frozen vectors frozen
 
     def build(self, tokens_shape):
         self.embedding.build(tokens_shape)

@@ -6,12 +6,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfaesthetic.layers.frozen_embedding_guard import FrozenEmbeddingGuard
+
 EMPTY_TEXT = ("learned", "zeros")
 VECTOR_POOLINGS = ("mean", "max", "min")
 
 
 @keras.saving.register_keras_serializable(package="tfaesthetic")
-class TextCNN(keras.layers.Layer):
+class TextCNN(FrozenEmbeddingGuard, keras.layers.Layer):
     """Embedding → Conv1D of several heights → masked max over time → concat → dropout.
 
     Each filter of height `h` computes (Eq. 11)
@@ -133,18 +135,8 @@ class TextCNN(keras.layers.Layer):
         ]
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="dropout")
 
-    @property
-    def trainable(self):
-        return keras.layers.Layer.trainable.fget(self)
-
-    @trainable.setter
-    def trainable(self, value):
-        # Unfreezing the whole layer (or a model holding it) must not unfreeze frozen word
-        # vectors: Keras would otherwise set every sub-layer to `value`.
-        keras.layers.Layer.trainable.fset(self, value)
-        embedding = getattr(self, "embedding", None)
-        if embedding is not None:
-            embedding.trainable = bool(value) and self.trainable_embeddings
+    def embedding_is_trainable(self):
+        return self.trainable_embeddings  # unfreezing the layer keeps frozen vectors frozen
 
     def build(self, input_shape):
         self.embedding.build(input_shape)
@@ -179,7 +171,7 @@ class TextCNN(keras.layers.Layer):
             self.build((None, None))
         self.embedding.embeddings.assign(matrix)
         self.trainable_embeddings = bool(trainable)
-        self.embedding.trainable = self.trainable and self.trainable_embeddings
+        self.embedding.trainable = self.trainable and self.embedding_is_trainable()
 
     def call(self, inputs, training=None):
         tokens = ops.cast(inputs, "int32")
