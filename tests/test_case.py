@@ -63,6 +63,7 @@ class TestCase(tf.test.TestCase):
         expected_num_non_trainable_weights=None,
         zero_gradient_weights=(),
         run_mixed_precision_check=True,
+        call_with_list=False,
     ):
         """Build, symbolic call, eager call, gradients, one `fit` step, configs, mixed precision.
 
@@ -90,14 +91,20 @@ class TestCase(tf.test.TestCase):
             zero_gradient_weights: substrings of weight paths whose gradient must be zero
                 on this input (documented reasons only).
             run_mixed_precision_check: call the layer once under `mixed_float16`.
+            call_with_list: pass the inputs as one list (a layer whose `call` takes a
+                list of tensors) instead of positionally.
         """
         inputs = input_data if isinstance(input_data, (list, tuple)) else [input_data]
         layer = layer_cls(**init_kwargs)
+
+        def apply(target, xs, **kwargs):
+            return target(list(xs), **kwargs) if call_with_list else target(*xs, **kwargs)
+
         # Symbolic call.
         sym_inputs = [keras.Input(shape=np.shape(x)[1:], dtype=keras.backend.standardize_dtype(np.asarray(x).dtype)) for x in inputs]
-        sym_out = layer(*sym_inputs)
+        sym_out = apply(layer, sym_inputs)
         # Eager call.
-        eager_out = layer(*inputs)
+        eager_out = apply(layer, inputs)
         if expected_output_shape is not None:
             shapes = tf.nest.map_structure(lambda t: tuple(t.shape), eager_out)
             self.assertEqual(tuple(tf.nest.flatten(shapes)), tuple(tf.nest.flatten(expected_output_shape)))
@@ -113,7 +120,7 @@ class TestCase(tf.test.TestCase):
         # normalisation that makes a plain sum constant.
         projection = np.random.default_rng(0).normal(size=tuple(pick(eager_out).shape)).astype("float32")
         with tf.GradientTape() as tape:
-            out = pick(layer(*inputs, training=True) if _accepts_training(layer) else layer(*inputs))
+            out = pick(apply(layer, inputs, training=True) if _accepts_training(layer) else apply(layer, inputs))
             loss = tf.reduce_sum(tf.cast(out, "float32") * projection)
         grads = tape.gradient(loss, layer.trainable_weights)
         moved = []
@@ -142,16 +149,16 @@ class TestCase(tf.test.TestCase):
         # Config round trips (Python and JSON).
         self.run_serialization_test(layer)
         if run_mixed_precision_check:
-            self.run_mixed_precision_test(layer_cls, init_kwargs, inputs)
+            self.run_mixed_precision_test(layer_cls, init_kwargs, inputs, call_with_list=call_with_list)
         return layer, eager_out
 
-    def run_mixed_precision_test(self, layer_cls, init_kwargs, inputs):
+    def run_mixed_precision_test(self, layer_cls, init_kwargs, inputs, call_with_list=False):
         """The layer runs under `mixed_float16` and its floating outputs are finite."""
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy("mixed_float16")
         try:
             layer = layer_cls(**init_kwargs)
-            out = layer(*inputs)
+            out = layer(list(inputs)) if call_with_list else layer(*inputs)
             self.assertEqual(layer.compute_dtype, "float16")
             for t in tf.nest.flatten(out):
                 value = np.asarray(keras.ops.convert_to_numpy(t))
