@@ -19,6 +19,9 @@
 - `user_error(e)`: the one-line message of an error a user can cause (a bad
   flag, missing or corrupt records), or None for a bug (which keeps its
   traceback).
+- `run_cli(body, exit_codes=..., ...)`: how every CLI's `main` runs its work: a
+  user error becomes one line `Error: ...` on stderr and an exit status (1 unless
+  `exit_codes` says otherwise); a bug keeps its traceback.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import re
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional, Sequence, Tuple
+
+from absl import app
 
 VERBOSE_ENV = "TFAESTHETIC_VERBOSE"
 
@@ -286,8 +291,46 @@ def user_error(e: BaseException) -> Optional[str]:
         if tf is None or not isinstance(e, tf.errors.DataLossError):
             return None
         text = _data_loss_message(e)
-    first = " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
-    return first or type(e).__name__
+    return _one_line(text) or type(e).__name__
+
+
+def run_cli(body: Callable[[], int], *, exit_codes: Sequence[Tuple[type, int]] = (),
+            user_errors: Tuple[type, ...] = (), usage_errors: Tuple[type, ...] = ()) -> int:
+    """Runs a CLI's work; an error the user can fix becomes one line and an exit status.
+
+    Args:
+        body: the CLI's work (no arguments), returning its exit status.
+        exit_codes: `(error class, status)` pairs, the first match wins; any other
+            user error exits with 1.
+        user_errors: error classes that are the user's beyond those `user_error`
+            knows (e.g. a bad search-space file).
+        usage_errors: error classes raised again as `absl.app.UsageError` (absl
+            prints the message with its usage hint and exits with 1).
+
+    Returns:
+        `body()`'s status, or the status of the user error after printing
+        `Error: <one line>` on stderr. Any other error (a bug) propagates with its
+        traceback.
+    """
+    try:
+        return body()
+    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
+        if usage_errors and isinstance(e, usage_errors):
+            raise app.UsageError(user_error(e) or str(e)) from None
+        message = user_error(e)
+        if message is None and user_errors and isinstance(e, user_errors):
+            message = _one_line(str(e)) or type(e).__name__
+        if message is None:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        for kind, status in exit_codes:
+            if isinstance(e, kind):
+                return status
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
 def _data_loss_message(e) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -213,19 +212,15 @@ def main(argv):
 
     console.quiet_startup()  # before TensorFlow is imported
     from tfaesthetic import config as config_lib
-    from tfaesthetic import trainer
 
-    try:
-        results, table = evaluate_path(
-            _RUN_DIR.value, _EXPORT.value, _RECORDS.value, _SPLIT.value, _BATCH.value, _PROTOCOL.value,
-            progress=True, report_dir=_REPORT_DIR.value,
-        )
-    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
-        message = console.user_error(e)
-        if message is None:
-            raise
-        print(f"Error: {message}", file=sys.stderr)
-        return 2 if isinstance(e, (config_lib.ConfigError, FileNotFoundError)) else 1
+    return console.run_cli(_main, exit_codes=[(config_lib.ConfigError, 2), (FileNotFoundError, 2)])
+
+
+def _main() -> int:
+    results, table = evaluate_path(
+        _RUN_DIR.value, _EXPORT.value, _RECORDS.value, _SPLIT.value, _BATCH.value, _PROTOCOL.value,
+        progress=True, report_dir=_REPORT_DIR.value,
+    )
     base = _RUN_DIR.value or _EXPORT.value
     output = _OUTPUT.value or os.path.join(base, f"evaluation-{_SPLIT.value}.json")
     payload = {

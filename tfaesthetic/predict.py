@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Optional, Sequence
 
 import numpy as np
@@ -318,17 +317,12 @@ def run(argv, flag_values=flags.FLAGS) -> int:
         raise app.UsageError("Expected image files after the flags. Received: none")
     from tfaesthetic import console
 
-    try:
-        report = _predict_from_flags(argv, fv)
-    except (ValueError, FileNotFoundError) as e:
-        message = console.user_error(e) or str(e)
-        raise app.UsageError(message) from None
-    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
-        message = console.user_error(e)
-        if message is None:
-            raise
-        print(f"Error: {message}", file=sys.stderr)
-        return 1
+    # A bad flag or image path: absl's usage line; other user errors: one `Error:` line, status 1.
+    return console.run_cli(lambda: _predict_and_print(argv, fv), usage_errors=(ValueError, FileNotFoundError))
+
+
+def _predict_and_print(argv, fv) -> int:
+    report = _predict_from_flags(argv, fv)
     for entry in report["predictions"]:
         if "error" in entry:
             print(f"{entry['image']}: ERROR {entry['error']}")

@@ -233,20 +233,9 @@ def main(argv):
     from tfaesthetic import console
 
     console.quiet_startup()  # before TensorFlow is imported
-    try:
-        return _main()
-    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
-        message = console.user_error(e)
-        if message is None:
-            raise
-        print(f"Error: {message}", file=sys.stderr)
-        return 2 if isinstance(e, _config_error()) else 1
+    from tfaesthetic import config as config_lib
 
-
-def _config_error():
-    from tfaesthetic.config import ConfigError
-
-    return ConfigError
+    return console.run_cli(_main, exit_codes=[(config_lib.ConfigError, 2)])
 
 
 def _main():
@@ -258,16 +247,12 @@ def _main():
             print(f"{name:24s} {c.model.name:7s} {config_lib.variant_of(c.model):15s} backbone={c.model.backbone} "
                   f"records={c.data.records_dir}")
         return 0
-    try:
-        config, _ = build_config()
-        run_dir = _RUN_DIR.value or os.path.join("runs", f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        from tfaesthetic import trainer
+    config, _ = build_config()
+    run_dir = _RUN_DIR.value or os.path.join("runs", f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from tfaesthetic import trainer
 
-        # Validates against the records' manifest before training starts.
-        trainer.prepare_config(config)
-    except config_lib.ConfigError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 2
+    # Validates against the records' manifest before training starts (a ConfigError: one line, status 2).
+    trainer.prepare_config(config)
     print(f"Run directory: {os.path.abspath(run_dir)}  (resume: --run_dir={run_dir})")
     started = time.time()
     summary = trainer.train_and_evaluate(

@@ -32,7 +32,6 @@ import importlib.util
 import json
 import math
 import os
-import sys
 import time
 from typing import Optional
 
@@ -439,27 +438,25 @@ def main(argv):
     fl = flags.FLAGS
     if fl["model"].value == "cfan" and not fl["experiment"].present and not fl["config"].present:
         fl.experiment = "demo_cfan"  # the CFAN demo preset, as the MRACNN default is "demo"
-    try:
-        config, _ = train_cli.build_config()
-        summary = run_search(
-            config,
-            space=_SPACE.value,
-            tuner=_TUNER.value,
-            max_trials=_MAX_TRIALS.value,
-            objective=_OBJECTIVE.value,
-            directory=_DIRECTORY.value,
-            project_name=_PROJECT.value,
-            overwrite=_OVERWRITE.value,
-        )
-    except (config_lib.ConfigError, ss.SearchSpaceError) as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001  (user errors: one line; bugs keep their traceback)
-        message = console.user_error(e)
-        if message is None:
-            raise
-        print(f"Error: {message}", file=sys.stderr)
-        return 1
+    return console.run_cli(
+        _main,
+        exit_codes=[(config_lib.ConfigError, 2), (ss.SearchSpaceError, 2)],
+        user_errors=(ss.SearchSpaceError,),
+    )
+
+
+def _main() -> int:
+    config, _ = train_cli.build_config()
+    summary = run_search(
+        config,
+        space=_SPACE.value,
+        tuner=_TUNER.value,
+        max_trials=_MAX_TRIALS.value,
+        objective=_OBJECTIVE.value,
+        directory=_DIRECTORY.value,
+        project_name=_PROJECT.value,
+        overwrite=_OVERWRITE.value,
+    )
     if summary["role"] == "worker":
         print(f"Worker finished; the chief writes the results ({summary['project_dir']}).")
         return 0
