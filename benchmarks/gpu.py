@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import json
 import os
 import socket
 import sys
@@ -49,6 +48,8 @@ import numpy as np  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from benchmarks import results_io  # noqa: E402
 
 #: Peak dense (no structured sparsity) TFLOP/s by device and math, from the vendors'
 #: data sheets (SXM parts unless the name says PCIe). "tf32" is the float32 tensor-
@@ -331,8 +332,7 @@ def main(argv=None):
             out = {**spec, "error": f"{type(e).__name__}: {str(e)[:500]}"}
         results.append(out)
     result = {
-        "host": socket.gethostname(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **results_io.run_facts(),
         "device": device[0], "compute_capability": device[2], "tensorflow": tf.__version__, "tiny": args.tiny,
         "records": {"num_images": args.num_images, "size": list(size), "mean_jpeg_bytes": mean_bytes},
         "flops": "forward FLOPs counted by tf.compat.v1.profiler float_operation on the traced graph at the run's "
@@ -354,11 +354,9 @@ def main(argv=None):
               f"{r['train_gflop_per_step']:>11.3g} {r['achieved_tflops']:>8.3g} {str(r['peak_key']):>16} {frac:>8} {wait:>10}")
     for s in skipped:
         print(f"skipped (over --budget_s): {s}")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"gpu-{'tiny-' if args.tiny else ''}{socket.gethostname()}-{datetime.date.today().isoformat()}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, default=str)
-    print(f"wrote {path}")
+    results_io.write_results(
+        args.out, f"gpu-{'tiny-' if args.tiny else ''}{socket.gethostname()}-{datetime.date.today().isoformat()}", result
+    )
     return result
 
 

@@ -46,6 +46,8 @@ for p in (ROOT, os.path.join(ROOT, "benchmarks")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from benchmarks import results_io  # noqa: E402
+
 TARGETS = {
     "pipeline_vs_naive": (">=", 4.0),
     "input_wait_fraction": ("<", 0.05),
@@ -456,8 +458,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     records, manifest = build_records(work, 200 if q else 400)
     _log(f"demo records in {records}")
-    result = {"host": socket.gethostname(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "quick": q, "tensorflow": tf.__version__, "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()}
+    result = {**results_io.run_facts(), "quick": q, "tensorflow": tf.__version__, "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()}
     runners = {
         "pipeline": lambda: section_pipeline(args),
         "input_wait": lambda: section_input_wait(args, records, manifest),
@@ -527,11 +528,7 @@ def main(argv=None):
           f"{result['total_seconds'] / 60:.1f} min")
     for label, value, target, met in rows:
         print(f"  {label:<{width}}  {value:>16}  {target:>8}  {met}")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{socket.gethostname()}-{datetime.date.today().isoformat()}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, default=str)
-    print(f"wrote {path}")
+    results_io.write_results(args.out, f"{socket.gethostname()}-{datetime.date.today().isoformat()}", result)
     return result
 
 
