@@ -14,24 +14,25 @@ next to the training-prior baseline (the mean training distribution predicted
 for every image). The demo records are small and synthetic: the table shows that
 the variants run and learn on the same footing, not the paper's numbers.
 
+Every row is the `demo` preset with the overrides of `SMALL` and of its variant,
+trained and evaluated by `tfaesthetic.trainer.train_and_evaluate` (the product's
+path: its optimizer and schedule, early stopping and best-epoch restore), one run
+directory per row and seed under `--work_dir`.
+
 Usage:
     python benchmarks/mracnn_ablation.py [--num_images 400] [--epochs 8] [--seeds 0]
-        [--variants mfb,text_only,...] [--records_dir DIR]
+        [--variants mfb,text_only,...] [--records_dir DIR] [--work_dir DIR]
 
-Prints a Markdown table and writes `benchmarks/results/mracnn_ablation-<date>.md`
+Prints a Markdown table and writes `benchmarks/results/mracnn_ablation-<time>.md`
 and `.json`.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import socket
 import sys
-import time
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -41,7 +42,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-# name -> (table, MRACNN keyword arguments)
+from benchmarks import results_io  # noqa: E402
+
+#: The preset every row starts from.
+PRESET = "demo"
+
+# name -> (table, MRACNN keyword arguments: `variant` -> model.variant, the rest -> model.params)
 VARIANTS = {
     "text_only": ("III", dict(variant="text_only")),
     "backbone_only": ("III", dict(variant="backbone_only")),
@@ -57,9 +63,11 @@ VARIANTS = {
     "lstm3": ("I", dict(lstm_layers=3)),
 }
 
-# Small sizes for CPU training on the demo records.
+# Small sizes for CPU training on the demo records (model.params over the preset's;
+# the preset's backbone is the tiny one). T = 3 and one LSTM layer: the "mfb" row.
 SMALL = dict(
-    backbone="tiny",
+    recurrences=3,
+    lstm_layers=1,
     lstm_units=32,
     attention_units=32,
     embedding_dim=32,
@@ -81,44 +89,44 @@ def parse_args(argv=None):
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--seeds", default="0", help="Comma-separated training seeds; metrics are averaged.")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="Comma-separated subset of: " + ", ".join(VARIANTS))
-    parser.add_argument("--split", default="test", choices=("val", "test"))
+    parser.add_argument("--work_dir", default="", help="Run directories (default: a temporary one).")
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "results"))
     return parser.parse_args(argv)
 
 
-def run_variant(name, kwargs, args, manifest, scale, seed):
+def experiment(kwargs, args, seed):
+    """The `PRESET` config of one row: the records and budget of `args`, `SMALL` and the row's kwargs."""
+    from tfaesthetic import config as config_lib
+
+    kwargs = dict(kwargs)
+    overrides = {
+        "data.records_dir": args.records_dir,
+        "data.image_size": args.image_size,
+        "data.max_len": args.max_len,
+        "data.global_batch_size": args.batch_size,
+        "model.variant": kwargs.pop("variant", "full"),
+        "trainer.epochs": args.epochs,
+        "trainer.learning_rate": args.learning_rate,
+        "trainer.verbose": 0,
+        "runtime.seed": seed,
+    }
+    overrides.update({f"model.params.{k}": v for k, v in {**SMALL, **kwargs}.items()})
+    return config_lib.with_overrides(config_lib.get_experiment(PRESET), overrides)
+
+
+def run_variant(name, kwargs, args, seed):
+    """`train_and_evaluate` of one row and seed; returns its test metrics, parameters and training time."""
     import keras
 
-    from tfaesthetic.config import DataConfig
-    from tfaesthetic.data import build_dataset
-    from tfaesthetic.metrics import evaluate_model
-    from tfaesthetic.models import MRACNN
+    from tfaesthetic import trainer
 
-    keras.utils.set_random_seed(seed)
-    model = MRACNN(
-        vocab_size=manifest["vocab_size"],
-        num_bins=scale.num_bins,
-        image_size=args.image_size,
-        max_len=args.max_len,
-        **SMALL,
-        **kwargs,
-    )
-    config = DataConfig(
-        records_dir=args.records_dir,
-        features=model.input_keys,
-        image_size=args.image_size,
-        max_len=args.max_len,
-        global_batch_size=args.batch_size,
-        seed=seed,
-        cache=True,
-    )
-    model.compile(scale=scale, learning_rate=args.learning_rate, jit_compile=False)
-    start = time.perf_counter()
-    model.fit(build_dataset(config, is_training=True), epochs=args.epochs, verbose=0)
-    seconds = time.perf_counter() - start
-    evaluation = build_dataset(config, is_training=False, split=args.split, include_metadata=True)
-    row = evaluate_model(model, evaluation, scale=scale)["overall"]
-    row.update(params=int(model.count_params()), train_seconds=round(seconds, 1))
+    config = experiment(kwargs, args, seed)
+    run_dir = os.path.join(args.work_dir, f"{name}-seed{seed}")
+    summary = trainer.train_and_evaluate(config, run_dir, export=False)
+    row = dict(summary["test"]["overall"])
+    params = keras.saving.load_model(summary["model_file"]).count_params()
+    row.update(params=int(params), train_seconds=summary["train_seconds"], epochs=summary["epochs"],
+               best_epoch=summary["best_epoch"])
     return row
 
 
@@ -129,7 +137,7 @@ def prior_row(args, scale):
 
     config = DataConfig(records_dir=args.records_dir, features=("tokens",), max_len=args.max_len, global_batch_size=256)
     train = np.concatenate([y["distribution"] for _, y in build_dataset(config, False, split="train")])
-    target = np.concatenate([y["distribution"] for _, y in build_dataset(config, False, split=args.split)])
+    target = np.concatenate([y["distribution"] for _, y in build_dataset(config, False, split="test")])
     return evaluate_distributions(target, np.tile(train.mean(0), (len(target), 1)), scale=scale)["overall"]
 
 
@@ -152,6 +160,7 @@ def main(argv=None):
     if not args.records_dir:
         args.records_dir = os.path.join(ROOT, "demo_records", f"ablation-{args.num_images}-{args.image_size}")
         demo.ensure_demo_records(args.records_dir, num_images=args.num_images, image_size=args.image_size)
+    args.work_dir = args.work_dir or tempfile.mkdtemp(prefix="mracnn_ablation-")
     manifest = read_manifest(args.records_dir)
     scale = ScoreScale.from_json(manifest["score_scale"])
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -164,15 +173,16 @@ def main(argv=None):
     details = {}
     for name in names:
         table, kwargs = VARIANTS[name]
-        runs = [run_variant(name, kwargs, args, manifest, scale, seed) for seed in seeds]
+        runs = [run_variant(name, kwargs, args, seed) for seed in seeds]
         rows[name] = average(runs)
         details[name] = {"table": table, "kwargs": kwargs, "runs": runs}
         print(f"{name:14s} table {table:6s} EMD {rows[name]['emd']:.4f} SRCC {rows[name]['srcc']:.4f} "
               f"({rows[name]['train_seconds']:.0f} s)", flush=True)
 
     title = (
-        f"MRACNN ablation, {args.split} split of {args.records_dir} ({manifest['splits']}), tiny backbone, "
-        f"{args.epochs} epochs, lr {args.learning_rate}, batch {args.batch_size}, seeds {seeds}"
+        f"MRACNN ablation, test split of {args.records_dir} ({manifest['splits']}), preset {PRESET} "
+        f"(tiny backbone) through train_and_evaluate, up to {args.epochs} epochs, lr {args.learning_rate}, "
+        f"batch {args.batch_size}, seeds {seeds}"
     )
     table = format_table(rows, title=title, row_header="variant")
     if len(seeds) > 1:
@@ -181,23 +191,17 @@ def main(argv=None):
         spread += [f"| {name} | {rows[name]['srcc_std']:.4f} | {rows[name]['emd_std']:.4f} |" for name in names]
         table = table + "\n" + "\n".join(spread)
     print(table)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    os.makedirs(args.out_dir, exist_ok=True)
-    base = os.path.join(args.out_dir, f"mracnn_ablation-{stamp}")
-    with open(base + ".md", "w") as f:
-        f.write(table + "\n")
+    stamp = results_io.utc_stamp()
     report = {
         "created": stamp,
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
+        **results_io.run_facts(),
+        "preset": PRESET,
         "args": vars(args),
         "model_sizes": SMALL,
         "rows": rows,
         "variants": details,
     }
-    with open(base + ".json", "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {base}.md and {base}.json")
+    results_io.write_results(args.out_dir, f"mracnn_ablation-{stamp}", report, markdown=table)
     return report
 
 
