@@ -29,8 +29,42 @@ def test_every_preset_round_trips_through_json_and_validates(name, tmp_path):
     assert isinstance(ExperimentConfig.load(str(path)).data.features, tuple)
     validate(config, environ={})
     resolved = config_lib.resolve(config)
-    assert resolved.data.mode == config_lib.MODES[config.model.name]
-    assert resolved.data.features == config_lib.model_features(resolved.model)
+    # Against the tables written from the papers below, not against config's own tables.
+    assert resolved.data.mode == EXPECTED_MODE[config.model.name]
+    assert resolved.data.features == EXPECTED_INPUTS[(config.model.name, resolved.model.variant)]
+
+
+#: What the pipeline yields per example for each model family: one example per image
+#: (MRACNN, seed 003 §III) or one per (user, image) review (CFAN and the BPR baselines, seed 000 §3).
+EXPECTED_MODE = {"mracnn": "image", "cfan": "review", "bpr": "review", "vbpr": "review"}
+
+#: The inputs each variant reads, written from the papers (not read from `config`): seed 003
+#: Tables I-III for MRACNN (image + comments; one stream alone; no attention), seed 000 Table 2 /
+#: Fig. 6 for CFAN (the review-attention rows read the review, CFN-1task the image and ids,
+#: CFN-pure the ids only) and §4.2 for BPR (ids) and VBPR (ids + image).
+EXPECTED_INPUTS = {
+    ("mracnn", "full"): ("image", "tokens"),
+    ("mracnn", "text_only"): ("tokens",),
+    ("mracnn", "vision_only"): ("image",),
+    ("mracnn", "no_attention"): ("image", "tokens"),
+    ("mracnn", "backbone_only"): ("image",),
+    ("cfan", "cfan_3task"): ("image", "image_index", "user_index", "review"),
+    ("cfan", "cfan_2task"): ("image", "image_index", "user_index", "review"),
+    ("cfan", "cfan_1task"): ("image", "image_index", "user_index", "review"),
+    ("cfan", "cfn_1task"): ("image", "image_index", "user_index"),
+    ("cfan", "cfn_pure_2task"): ("image_index", "user_index"),
+    ("bpr", "bpr"): ("image_index", "user_index"),
+    ("vbpr", "vbpr"): ("image", "image_index", "user_index"),
+}
+
+
+def test_every_variant_resolves_to_the_inputs_of_its_paper():
+    registered = {(name, v) for name in config_lib.families() for v in config_lib.get_family(name).variants}
+    assert registered == set(EXPECTED_INPUTS)
+    for (name, variant), keys in EXPECTED_INPUTS.items():
+        preset = get_experiment(config_lib.family_preset(name, demo=True))
+        resolved = config_lib.resolve(with_overrides(preset, {"model.variant": variant}))
+        assert (resolved.data.mode, resolved.data.features) == (EXPECTED_MODE[name], keys), (name, variant)
 
 
 def test_registry_has_the_paper_presets_and_demo():
