@@ -1,6 +1,6 @@
 """The report scripts of benchmarks/ run end to end on tiny data (smoke; their figures are not checked).
 
-`mracnn_ablation.py` (the text-only row) and `cfan_comparison.py` (the BPR row) on tiny demo records, `real_comments.py`
+`mracnn_ablation.py` (the text-only row) and `cfan_comparison.py` (the BPR row) on the shared tiny demo records, `real_comments.py`
 on a tiny generated JSONL, each through its `main` with the smallest budget its
 flags allow: one epoch, one seed, one row, the tiny backbone (or no image at all).
 `gpu.py` has its own smoke test (test_gpu.py).
@@ -41,11 +41,8 @@ def _tiny_jsonl(path, n=60, seed=0):
 
 
 @pytest.mark.slow  # three scripts, four one-epoch trainings through train_and_evaluate
-def test_report_scripts_run_on_tiny_data(tmp_path):
-    from tfaesthetic.records import demo
-
-    records = str(tmp_path / "records")
-    demo.ensure_demo_records(records, num_images=80, image_size=64, num_users=10)
+def test_report_scripts_run_on_tiny_data(demo_records, tmp_path):
+    records = demo_records  # the tiny demo records the tests share (conftest.py)
 
     out = tmp_path / "ablation"
     report = _script("mracnn_ablation").main([
