@@ -36,6 +36,8 @@ from typing import Callable, Optional, Sequence, Tuple
 
 from absl import app
 
+from tfaesthetic.config import ConfigError  # TensorFlow-free (config imports only tfaesthetic.io)
+
 VERBOSE_ENV = "TFAESTHETIC_VERBOSE"
 
 #: Start-up lines of TensorFlow's native libraries that say nothing about the run.
@@ -271,19 +273,14 @@ def user_error(e: BaseException) -> Optional[str]:
     User errors: `ConfigError` (flags, config, records that do not fit), `ShardError`
     (missing/truncated/corrupt shard), `tf.errors.DataLossError` (corrupt record),
     `FileNotFoundError` / `NotADirectoryError` / `PermissionError`, and `RunDirLocked`.
+    `ShardError`, `RunDirLocked` and TensorFlow's errors are looked up among the
+    loaded modules (an error of theirs exists only once its module is loaded): this
+    module stays free of TensorFlow, which the CLIs import after `quiet_startup`.
     """
-    from tfaesthetic.config import ConfigError
-
     kinds = [ConfigError, FileNotFoundError, NotADirectoryError, PermissionError, FileExistsError]
-    try:
-        from tfaesthetic.data.reader import ShardError
-
-        kinds.append(ShardError)
-    except ImportError:
-        pass
-    trainer = sys.modules.get("tfaesthetic.trainer")
-    if trainer is not None:
-        kinds.append(trainer.RunDirLocked)
+    for module, name in (("tfaesthetic.records.shards", "ShardError"), ("tfaesthetic.training.state", "RunDirLocked")):
+        if module in sys.modules:
+            kinds.append(getattr(sys.modules[module], name))
     if isinstance(e, tuple(kinds)):
         text = str(e)
     else:

@@ -26,7 +26,11 @@ import os
 from absl import app
 from absl import flags
 
-from tfaesthetic import io  # TensorFlow-free: the CLIs import TensorFlow only after quiet_startup
+# TensorFlow-free modules; those that import TensorFlow are imported in the functions
+# that need them, after `console.quiet_startup()`.
+from tfaesthetic import config as config_lib
+from tfaesthetic import console
+from tfaesthetic import io
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory of `python -m tfaesthetic.train`.")
 _EXPORT = flags.DEFINE_string("export", None, "SavedModel version directory, or a model directory with versions.")
@@ -73,8 +77,6 @@ class ExportedModel:
 
 
 def _data_config_for_export(sidecar: dict, records_dir: str, batch_size: int):
-    from tfaesthetic import config as config_lib
-
     keys = tuple(sidecar["signatures"]["serve_tensors"]["inputs"])
     review = any(k in keys for k in ("user_index", "image_index", "review"))
     return config_lib.DataConfig(
@@ -90,8 +92,6 @@ def _data_config_for_export(sidecar: dict, records_dir: str, batch_size: int):
 
 def family_of_class(class_name) -> str:
     """The model family (`tfaesthetic.config` registry) of an export's model class name."""
-    from tfaesthetic import config as config_lib
-
     for name in config_lib.families():
         if config_lib.get_family(name).model_class.split(":")[1] == class_name:
             return name
@@ -118,7 +118,6 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
     Returns:
         `(results dict, readable table)`.
     """
-    from tfaesthetic import config as config_lib
     from tfaesthetic import trainer
     from tfaesthetic.data import records_info
 
@@ -169,8 +168,6 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
 
 
 def _evaluate(task, model, config, manifest, split, progress):
-    from tfaesthetic import config as config_lib
-    from tfaesthetic import console
     from tfaesthetic import trainer
 
     if not progress:
@@ -208,10 +205,8 @@ def _write_report(report_dir, model, config, manifest, split, results, source, h
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from tfaesthetic import console
 
     console.quiet_startup()  # before TensorFlow is imported
-    from tfaesthetic import config as config_lib
 
     return console.run_cli(_main, exit_codes=[(config_lib.ConfigError, 2), (FileNotFoundError, 2)])
 

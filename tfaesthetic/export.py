@@ -79,6 +79,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfaesthetic import config as config_lib
 from tfaesthetic import features
 from tfaesthetic import io
 from tfaesthetic import images as images_lib
@@ -699,8 +700,6 @@ def check_export_matches_records(sidecar: dict, manifest: dict, records_dir: str
     Raises:
         ConfigError: naming `--export` / `--records` and what differs.
     """
-    from tfaesthetic import config as config_lib  # (config imports nothing of ours)
-
     records = f"--records={records_dir}"
     if sidecar.get("vocab_size") and manifest.get("vocab_size") and sidecar["vocab_size"] != manifest["vocab_size"]:
         raise config_lib.ConfigError(

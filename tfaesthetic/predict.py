@@ -39,6 +39,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+# TensorFlow-free; the modules that import TensorFlow are imported in the functions
+# that need them, after `console.quiet_startup()`.
+from tfaesthetic import console
+
 #: Accepted `--panel_size` values, in pixels: an overlay holds T + 1 panels of this side,
 #: so an unbounded value exhausts memory (100000 px panels need tens of GB).
 PANEL_SIZE_RANGE = (16, 2048)
@@ -217,7 +221,6 @@ def predict(
     Returns:
         The content of `predictions.json`.
     """
-    from tfaesthetic import console
     from tfaesthetic import visualize
 
     image_paths = list(image_paths)
@@ -315,7 +318,6 @@ def run(argv, flag_values=flags.FLAGS) -> int:
     fv = flag_values
     if len(argv) < 2:
         raise app.UsageError("Expected image files after the flags. Received: none")
-    from tfaesthetic import console
 
     # A bad flag or image path: absl's usage line; other user errors: one `Error:` line, status 1.
     return console.run_cli(lambda: _predict_and_print(argv, fv), usage_errors=(ValueError, FileNotFoundError))
@@ -358,8 +360,6 @@ def _predict_from_flags(argv, fv) -> dict:
 
 
 def main(argv):
-    from tfaesthetic import console
-
     console.quiet_startup()  # before TensorFlow is imported
     return run(argv)
 

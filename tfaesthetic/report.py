@@ -27,13 +27,18 @@ epoch.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import os
 from typing import Optional, Sequence
 
+import keras
 import numpy as np
+import tensorflow as tf
+from PIL import Image
 
+from tfaesthetic import data
 from tfaesthetic import io
 from tfaesthetic import visualize
 
@@ -213,10 +218,6 @@ def distinct_image_batch(data_config, manifest: dict, split: str, n: int):
     image in a row: the first review of each image is taken). None when the split is
     empty or the records hold no images.
     """
-    import dataclasses
-
-    from tfaesthetic import data
-
     if n <= 0 or not int((manifest.get("splits") or {}).get(split, 0)) or "image" not in tuple(data_config.features):
         return None
     review = getattr(data_config, "mode", "image") == "review"
@@ -277,8 +278,6 @@ def write_gallery_pictures(items: Sequence[dict], files_dir: str, manifest: dict
         else:
             path = os.path.join(files_dir, f"gallery-{i}-image.png")
             image = visualize.attention_overlay(item["image"], np.zeros((1, 2, 2)), panel_size=panel_size)[:, :panel_size]
-            from PIL import Image
-
             Image.fromarray(image).save(path, format="PNG")
             pictures.append((path, (panel_size, panel_size)))
         if "pred_distribution" in item:
@@ -447,13 +446,7 @@ def tensorboard_callback(model, data_config, manifest: dict, log_dir: str, *, n:
     return GalleryImages(batch, manifest, log_dir, panel_size=panel_size)
 
 
-def _callback_base():
-    import keras
-
-    return keras.callbacks.Callback
-
-
-class GalleryImages(_callback_base()):
+class GalleryImages(keras.callbacks.Callback):
     """Logs overlays and predicted-vs-true distributions of fixed examples to TensorBoard per epoch.
 
     Args:
@@ -472,8 +465,6 @@ class GalleryImages(_callback_base()):
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-
         model = self.model
         keys = getattr(model, "input_keys", None) or (tuple(model.input.keys()) if isinstance(model.input, dict) else None)
         if keys is None or "image" not in keys:

@@ -37,6 +37,12 @@ import time
 from absl import app
 from absl import flags
 
+# TensorFlow-free modules; those that import TensorFlow are imported in the functions
+# that need them, after `console.quiet_startup()`.
+from tfaesthetic import config as config_lib
+from tfaesthetic import console
+from tfaesthetic.config import ConfigError
+
 DEMO_SIZE_ENV = "TFAESTHETIC_DEMO_SIZE"
 
 #: Demo records and training budget per demo size ("default" is the product demo).
@@ -104,8 +110,6 @@ _DEMO_SIZE = flags.DEFINE_enum(
 
 
 def _parse_param(text: str):
-    from tfaesthetic.config import ConfigError
-
     if "=" not in text:
         raise ConfigError(f"Expected --param=NAME=VALUE. Received: --param={text}")
     name, value = text.split("=", 1)
@@ -188,8 +192,6 @@ def build_config():
     Returns:
         `(config, demo_size or None)`.
     """
-    from tfaesthetic import config as config_lib
-
     if _CONFIG.value:
         config = config_lib.ExperimentConfig.load(_CONFIG.value)
     else:
@@ -230,17 +232,13 @@ def build_config():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from tfaesthetic import console
 
     console.quiet_startup()  # before TensorFlow is imported
-    from tfaesthetic import config as config_lib
 
     return console.run_cli(_main, exit_codes=[(config_lib.ConfigError, 2)])
 
 
 def _main():
-    from tfaesthetic import config as config_lib
-
     if _LIST.value:
         for name in config_lib.list_experiments():
             c = config_lib.get_experiment(name)

@@ -38,7 +38,13 @@ from typing import Optional
 from absl import app
 from absl import flags
 
-from tfaesthetic import io  # TensorFlow-free: the CLIs import TensorFlow only after quiet_startup
+# TensorFlow-free modules; those that import TensorFlow are imported in the functions
+# that need them, after `console.quiet_startup()`.
+from tfaesthetic import config as config_lib
+from tfaesthetic import console
+from tfaesthetic import io
+from tfaesthetic import search_space as ss
+from tfaesthetic.config import ConfigError
 
 # The train CLI's flags (--experiment, --model, --records, --epochs, --strategy,
 # --seed, --export_dir, --param, --demo_size, ...): the same config as `train`.
@@ -106,8 +112,6 @@ def resolve_objective(name: str, model_name: str):
     """
     import keras_tuner
 
-    from tfaesthetic.config import ConfigError
-
     base = name[4:] if name.startswith("val_") else name
     known = ["loss"] + [log for _, log, _ in TABLE_METRICS[model_name] if log != "loss"]
     if model_name == "cfan":
@@ -151,7 +155,6 @@ def make_tuner(kind: str, hypermodel, objective, *, max_trials: int, epochs: int
         return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
     if kind == "random":
         return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
-    from tfaesthetic.config import ConfigError
 
     raise ConfigError(f"Unknown tuner. Expected one of {TUNERS}. Received: --tuner={kind}")
 
@@ -165,8 +168,6 @@ def _distributed_role() -> str:
         return ""
     missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if v not in os.environ]
     if missing:
-        from tfaesthetic.config import ConfigError
-
         raise ConfigError(f"KERASTUNER_ORACLE_IP is set but {', '.join(missing)} is not: set all three variables.")
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
@@ -209,9 +210,7 @@ def run_search(
         ConfigError / SearchSpaceError: before any trial.
     """
     from tfaesthetic import hypermodels
-    from tfaesthetic import search_space as ss
     from tfaesthetic import trainer
-    from tfaesthetic.config import ConfigError
 
     # Everything is checked before the first trial.
     config, manifest = trainer.prepare_config(config)
@@ -429,11 +428,8 @@ def _write(path: str, text: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from tfaesthetic import console
 
     console.quiet_startup()  # before TensorFlow is imported
-    from tfaesthetic import config as config_lib
-    from tfaesthetic import search_space as ss
 
     fl = flags.FLAGS
     if fl["model"].value == "cfan" and not fl["experiment"].present and not fl["config"].present:

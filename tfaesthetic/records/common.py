@@ -55,6 +55,7 @@ import numpy as np
 
 from tfaesthetic import features
 from tfaesthetic import images as images_lib
+from tfaesthetic.records import parallel
 from tfaesthetic.records import reviews as reviews_lib
 from tfaesthetic.records import rules
 from tfaesthetic.records.rejections import Rejections
@@ -618,8 +619,6 @@ def finish_build(
         The manifest; `manifest["review_derivation"]` holds the comment counts per
         review type/level/rating, `manifest["consistency"]` Eq. 7 (None without votes).
     """
-    from tfaesthetic.records import parallel
-
     derivation = parallel.derive_ratings(data.records, rules, rewrite=rewrite_reviews, num_workers=num_workers)
     extra = {"source_notes": data.notes, "review_derivation": derivation}
     extra.update(extra_manifest or {})
@@ -712,6 +711,11 @@ def build(
 
 
 def write_records_fn():
+    """The writer's `write_records`, imported on first use.
+
+    The writer imports TensorFlow; this module does not, so the build CLIs can import
+    it before `console.setup_build_cli()` quiets TensorFlow's start-up.
+    """
     from tfaesthetic.records.writer import write_records
 
     return write_records
