@@ -336,7 +336,7 @@ def section_serving(args, records, manifest, work):
     from tfaesthetic.data import parser as parser_lib
     from tfaesthetic.data.decoder import Decoder
     from tfaesthetic.data.reader import shard_paths
-    from tfaesthetic.export import export_model
+    from tfaesthetic.serving.export import export_model
 
     backbone, size = args.serving_backbone, args.serving_size
     keras.utils.set_random_seed(0)

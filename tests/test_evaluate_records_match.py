@@ -4,7 +4,7 @@ import pytest
 
 from tfaesthetic import io
 from tfaesthetic.config import ConfigError
-from tfaesthetic.export import check_export_matches_records
+from tfaesthetic.serving.export import check_export_matches_records
 
 SCALE = {"num_bins": 10, "values": [float(v) for v in range(1, 11)], "threshold": 5.0}
 

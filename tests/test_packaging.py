@@ -58,7 +58,7 @@ def test_tune_runs_from_an_installed_wheel(wheel, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     where = subprocess.run(
-        [python, "-c", "import tfaesthetic, tfaesthetic.search_space as s; print(tfaesthetic.__file__); print(s.TUNING_DIR)"],
+        [python, "-c", "import tfaesthetic, tfaesthetic.tuning.search_space as s; print(tfaesthetic.__file__); print(s.TUNING_DIR)"],
         cwd=str(work), env=env, check=True, capture_output=True, text=True, timeout=120,
     ).stdout.split()
     assert where[0].startswith(site) and where[1].startswith(site), where

@@ -33,7 +33,7 @@ def _tiny_config(family, variant, records_dir):
 
 def test_every_family_and_variant_builds_and_its_inputs_match_pipeline_and_export(demo_records):
     from tfaesthetic import data, trainer
-    from tfaesthetic.export import ServingFunctions
+    from tfaesthetic.serving.export import ServingFunctions
 
     assert set(config_lib.families()) == {"mracnn", "cfan", "bpr", "vbpr"}
     for name in config_lib.families():

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from tfaesthetic import report
-from tfaesthetic import visualize
+from tfaesthetic.serving import visualize
 
 # A CFAN-like result: ranking metrics, a per-tag breakdown and with/without-review tables.
 CFAN_METRICS = {

@@ -174,7 +174,7 @@ def test_export_version_taken_meanwhile_goes_to_the_next(no_flag_run, monkeypatc
     import keras
 
     import tfaesthetic.models  # noqa: F401
-    from tfaesthetic import export
+    from tfaesthetic.serving import export
 
     tmp_path = no_flag_run["tmp_path"]
     run_dir = glob.glob(str(tmp_path / "runs" / "demo-*"))[0]

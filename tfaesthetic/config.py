@@ -357,7 +357,7 @@ register_family(ModelFamily(
     },
     preset="mracnn_vgg16_ava",
     demo_preset="demo",
-    hypermodel="tfaesthetic.hypermodels:MRACNNHyperModel",
+    hypermodel="tfaesthetic.tuning.hypermodels:MRACNNHyperModel",
 ))
 register_family(ModelFamily(
     name="cfan",
@@ -374,7 +374,7 @@ register_family(ModelFamily(
     },
     preset="cfan_3task_ava",
     demo_preset="demo_cfan",
-    hypermodel="tfaesthetic.hypermodels:CFANHyperModel",
+    hypermodel="tfaesthetic.tuning.hypermodels:CFANHyperModel",
     needs_users=True,
 ))
 register_family(ModelFamily(

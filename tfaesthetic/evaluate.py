@@ -145,14 +145,14 @@ def evaluate_path(run_dir=None, export=None, records_dir=None, split="test", bat
                           history_of=run_dir)
         return results, table
 
-    from tfaesthetic.export import check_export_matches_records, latest_version_dir
+    from tfaesthetic.serving.export import check_export_matches_records, latest_version_dir
 
     if not records_dir:
         raise config_lib.ConfigError(f"Name the records to evaluate the export on. Received: --export={export} without --records")
     model = ExportedModel(latest_version_dir(export))
     sidecar = model.sidecar
     manifest = records_info.read_manifest(records_dir)
-    check_export_matches_records(sidecar, manifest, records_dir)  # tfaesthetic.export
+    check_export_matches_records(sidecar, manifest, records_dir)  # tfaesthetic.serving.export
     data_config = _data_config_for_export(sidecar, records_dir, batch_size or 32)
     if protocol:
         data_config.protocol = protocol

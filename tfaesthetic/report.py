@@ -40,7 +40,7 @@ from PIL import Image
 
 from tfaesthetic import data
 from tfaesthetic import io
-from tfaesthetic import visualize
+from tfaesthetic.serving import visualize
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

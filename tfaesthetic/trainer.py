@@ -61,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfaesthetic import config as config_lib
-from tfaesthetic import export as export_lib
+from tfaesthetic.serving import export as export_lib
 from tfaesthetic import io
 from tfaesthetic import models  # noqa: F401  (registers the custom objects `load_run_model` reads)
 from tfaesthetic import report as report_lib

@@ -1,4 +1,4 @@
-"""Subprocess entry for tuning tests: run `tfaesthetic.tune.run_search` in a fresh process.
+"""Subprocess entry for tuning tests: run `tfaesthetic.tuning.search.run_search` in a fresh process.
 
 Usage: python tests/_workers/tune_worker.py SPEC_JSON SUMMARY_JSON
 
@@ -25,11 +25,11 @@ def main(argv):
 
     from tfaesthetic import config as config_lib
     from tfaesthetic import trainer
-    from tfaesthetic import tune
+    from tfaesthetic.tuning import search
 
     config = config_lib.ExperimentConfig.from_dict(spec["config"])
     trainer.configure_logical_devices(config.runtime.num_logical_cpu_devices)
-    summary = tune.run_search(config, **spec.get("search", {}))
+    summary = search.run_search(config, **spec.get("search", {}))
     summary["pid"] = os.getpid()
     tmp = summary_path + ".tmp"
     with open(tmp, "w") as f:

@@ -117,7 +117,7 @@ def test_head_training_from_cache_lowers_loss_and_export_takes_raw_images(world,
     for w, old in zip(model.backbone_model.weights, backbone_before):
         np.testing.assert_array_equal(w.numpy(), old)
 
-    from tfaesthetic.export import export_model
+    from tfaesthetic.serving.export import export_model
 
     path = export_model(model, world["records"], str(tmp_path / "export"), model_name="cached", version=1)
     loaded = tf.saved_model.load(path)

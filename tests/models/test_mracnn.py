@@ -432,7 +432,8 @@ def test_mean_score_weight_sets_the_training_loss_and_survives_saving(tmp_path):
 @pytest.mark.slow  # writes records and a SavedModel
 def test_cnn_bag_serving_graph_on_raw_strings_matches_keras(tmp_path):
     from tests._serving import fixtures as fx
-    from tfaesthetic import export, text
+    from tfaesthetic import text
+    from tfaesthetic.serving import export
 
     records = fx.write_tiny_records(str(tmp_path / "records"))
     manifest = json.load(open(os.path.join(records, "manifest.json")))

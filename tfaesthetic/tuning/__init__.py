@@ -1,8 +1,14 @@
-"""Hyperparameter tuning: the default search spaces ship here as package data.
+"""Hyperparameter tuning: HyperModels, search spaces and the search behind `python -m tfaesthetic.tune`.
 
-`spaces/<model>.json` are the default search-space files of `python -m
-tfaesthetic.tune` (the repository's top-level `tuning/` is a link to this folder, so
-there is one copy of them); `tfaesthetic.search_space` reads and validates them.
+- `hypermodels`: the KerasTuner HyperModels of MRACNN and CFAN (every trial builds and
+  trains through the config and the trainer);
+- `search_space`: reads and validates the search-space files;
+- `search`: tuner, objective, the search itself and its results table;
+- `spaces/<model>.json`: the default search-space files, shipped as package data (the
+  repository's top-level `tuning/` is a link to this folder, so there is one copy of them).
+
+Importing this package imports no TensorFlow (the CLI reads `SPACES_DIR` before
+`console.quiet_startup()`).
 """
 
 import os

@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 
 from tests._serving import fixtures as fx
-from tfaesthetic import export
+from tfaesthetic.serving import export
 from tfaesthetic import text
 from tfaesthetic.data import parser
 
-RUNNER = os.path.join(os.path.dirname(__file__), "_serving", "run_saved_model.py")
+RUNNER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_serving", "run_saved_model.py")
 ATOL = 1e-4
 
 

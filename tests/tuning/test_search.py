@@ -96,7 +96,7 @@ def _trial_status(project_dir, trial_id):
 
 @pytest.mark.slow
 def test_interrupted_search_resumes_without_rerunning_completed_trials(demo_records, tmp_path):
-    from tfaesthetic import tune
+    from tfaesthetic.tuning import search
 
     # CFAN here (MRACNN in the other searches): objective AUC, maximised.
     config = tiny_experiment("demo_cfan", demo_records)
@@ -120,7 +120,7 @@ def test_interrupted_search_resumes_without_rerunning_completed_trials(demo_reco
     checkpoint = os.path.join(project_dir, "trial_0", "checkpoint.weights.h5")
     stamp = os.path.getmtime(checkpoint)
     # The same search again: trial 0 is not run again.
-    resumed = tune.run_search(config, max_trials=2, **kwargs)
+    resumed = search.run_search(config, max_trials=2, **kwargs)
     assert "0" not in resumed["trials_run_here"]
     assert os.path.getmtime(checkpoint) == stamp
     assert [r["status"] for r in resumed["trials"]] == ["COMPLETED"] * 2
@@ -128,7 +128,7 @@ def test_interrupted_search_resumes_without_rerunning_completed_trials(demo_reco
     assert set(resumed["trials"][1]["metrics"]) == {"user_rating_auc", "agnostic_rating_accuracy", "loss"}
     assert max(resumed["trials"], key=lambda r: r["score"])["trial_id"] == resumed["best"]["trial_id"]
     # A larger budget extends the finished search by the new trial only.
-    extended = tune.run_search(config, max_trials=3, **kwargs)
+    extended = search.run_search(config, max_trials=3, **kwargs)
     assert extended["trials_run_here"] == ["2"] and extended["trials"][:2] == resumed["trials"]
 
 
@@ -174,16 +174,16 @@ def test_chief_and_two_workers_on_localhost(demo_records, tmp_path):
 
 
 def test_bad_space_fails_before_any_trial(demo_records, tmp_path):
-    from tfaesthetic import search_space as ss
-    from tfaesthetic import tune
+    from tfaesthetic.tuning import search_space as ss
+    from tfaesthetic.tuning import search
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"model": "mracnn", "hyperparameters": {
         "lstm_layers": {"type": "int", "min": 3, "max": 1, "default": 1}}}))
     directory = tmp_path / "trials"
     with pytest.raises(ss.SearchSpaceError, match="lstm_layers.*bad range"):
-        tune.run_search(tiny_experiment("demo", demo_records), space=str(bad), directory=str(directory))
+        search.run_search(tiny_experiment("demo", demo_records), space=str(bad), directory=str(directory))
     cfan_space = ss.default_space_path("cfan")
     with pytest.raises(ss.SearchSpaceError, match="not for --model='mracnn'"):
-        tune.run_search(tiny_experiment("demo", demo_records), space=cfan_space, directory=str(directory))
+        search.run_search(tiny_experiment("demo", demo_records), space=cfan_space, directory=str(directory))
     assert not directory.exists()

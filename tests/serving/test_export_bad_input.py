@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests._serving import fixtures as fx
-from tfaesthetic import export
+from tfaesthetic.serving import export
 from tfaesthetic import images as images_lib
 
 

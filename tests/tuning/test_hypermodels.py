@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tests._workers.tiny import tiny_experiment
-from tfaesthetic import hypermodels
-from tfaesthetic import search_space as ss
 from tfaesthetic import trainer
-from tfaesthetic import tune
+from tfaesthetic.tuning import hypermodels
+from tfaesthetic.tuning import search
+from tfaesthetic.tuning import search_space as ss
 
 EXPERIMENT = {"mracnn": "demo", "cfan": "demo_cfan"}
 
@@ -115,7 +115,7 @@ def test_overrides_map_to_the_config(demo_records):
     ("tag_loss", "cfan", "val_tag_loss", "min"),
 ])
 def test_objective_by_name_with_direction(name, model, key, direction):
-    objective = tune.resolve_objective(name, model)
+    objective = search.resolve_objective(name, model)
     assert (objective.name, objective.direction) == (key, direction)
 
 
@@ -123,4 +123,4 @@ def test_unknown_objective_fails_naming_it():
     from tfaesthetic.config import ConfigError
 
     with pytest.raises(ConfigError, match="Received: --objective=bleu"):
-        tune.resolve_objective("bleu", "mracnn")
+        search.resolve_objective("bleu", "mracnn")

@@ -1,4 +1,4 @@
-"""`tfaesthetic.predict`: JSON + attention overlays + distribution plots, export and Keras paths (issue 5)."""
+"""`tfaesthetic.predict` and `tfaesthetic.serving.predictor`: JSON + attention overlays + distribution plots, export and Keras paths (issue 5)."""
 
 import json
 import os
@@ -10,8 +10,9 @@ from absl import flags
 from PIL import Image
 
 from tests._serving import fixtures as fx
-from tfaesthetic import export
 from tfaesthetic import predict
+from tfaesthetic.serving import export
+from tfaesthetic.serving import predictor
 
 PANEL = 64
 
@@ -51,7 +52,7 @@ def _check_png(path, size):
 
 def test_predict_from_export_writes_json_and_both_png_kinds(setup, tmp_path):
     out_dir = str(tmp_path / "out")
-    report = predict.predict(
+    report = predictor.predict(
         setup["images"], out_dir=out_dir, comments=["sharp and colourful, great light", ""],
         export_dir=setup["mracnn_export"], panel_size=PANEL,
     )
@@ -72,9 +73,9 @@ def test_predict_from_export_writes_json_and_both_png_kinds(setup, tmp_path):
 
 def test_keras_run_dir_and_export_agree(setup, tmp_path):
     comments = ["too dark and blurry"]
-    from_export = predict.predict(setup["images"], out_dir=str(tmp_path / "a"), comments=comments,
+    from_export = predictor.predict(setup["images"], out_dir=str(tmp_path / "a"), comments=comments,
                                   export_dir=setup["mracnn_export"], panel_size=PANEL)
-    from_run = predict.predict(setup["images"], out_dir=str(tmp_path / "b"), comments=comments,
+    from_run = predictor.predict(setup["images"], out_dir=str(tmp_path / "b"), comments=comments,
                                run_dir=setup["run_dir"], panel_size=PANEL)
     for a, b in zip(from_export["predictions"], from_run["predictions"]):
         np.testing.assert_allclose(a["distribution"], b["distribution"], atol=1e-4)
@@ -82,9 +83,9 @@ def test_keras_run_dir_and_export_agree(setup, tmp_path):
 
 
 def test_cfan_personalised_rating_and_unknown_user(setup, tmp_path):
-    known = predict.predict(setup["images"], out_dir=str(tmp_path / "k"), comments=["great colours"], user="u2",
+    known = predictor.predict(setup["images"], out_dir=str(tmp_path / "k"), comments=["great colours"], user="u2",
                             export_dir=setup["cfan_export"], panel_size=PANEL)
-    unknown = predict.predict(setup["images"], out_dir=str(tmp_path / "u"), comments=[""], user="stranger",
+    unknown = predictor.predict(setup["images"], out_dir=str(tmp_path / "u"), comments=[""], user="stranger",
                               export_dir=setup["cfan_export"], panel_size=PANEL)
     for entry in known["predictions"]:
         assert entry["known_user"] is True and 0.0 <= entry["user_rating"] <= 1.0
@@ -121,18 +122,18 @@ def test_importing_predict_defines_no_global_flags():
 
 def test_bad_arguments_name_what_was_received(setup, tmp_path):
     with pytest.raises(ValueError, match="exactly one of export_dir, model, run_dir"):
-        predict.load_predictor(export_dir=setup["mracnn_export"], run_dir=setup["run_dir"])
+        predictor.load_predictor(export_dir=setup["mracnn_export"], run_dir=setup["run_dir"])
     with pytest.raises(ValueError, match="records_dir=None"):
-        predict.load_predictor(model=os.path.join(setup["run_dir"], "model.keras"))
+        predictor.load_predictor(model=os.path.join(setup["run_dir"], "model.keras"))
     with pytest.raises(ValueError, match=r"--comments once or once per image \(2\). Received: 3"):
-        predict.predict(setup["images"], out_dir=str(tmp_path), comments=["a", "b", "c"],
+        predictor.predict(setup["images"], out_dir=str(tmp_path), comments=["a", "b", "c"],
                         export_dir=setup["mracnn_export"])
     with pytest.raises(FileNotFoundError, match="integer versions"):
-        predict.load_predictor(export_dir=str(tmp_path))
+        predictor.load_predictor(export_dir=str(tmp_path))
 
 
 def test_attention_overlay_layout_and_scaling():
-    from tfaesthetic import visualize
+    from tfaesthetic.serving import visualize
 
     image = np.full((30, 40, 3), 200, np.uint8)
     maps = np.zeros((2, 4, 4))
@@ -155,13 +156,13 @@ def test_attention_overlay_layout_and_scaling():
 
 
 def test_panel_size_is_bounded_with_a_one_line_error(tmp_path):
-    low, high = predict.PANEL_SIZE_RANGE
+    low, high = predictor.PANEL_SIZE_RANGE
     image = tmp_path / "a.jpg"
     image.write_bytes(fx.jpeg_bytes(seed=1))
     for bad in (100000, 0, -5, high + 1, 2.5):
         # Refused before any model is loaded (the export path need not exist).
         with pytest.raises(ValueError, match=rf"--panel_size between {low} and {high} pixels. Received: --panel_size={bad}"):
-            predict.predict([str(image)], out_dir=str(tmp_path / "out"), export_dir=str(tmp_path / "none"),
+            predictor.predict([str(image)], out_dir=str(tmp_path / "out"), export_dir=str(tmp_path / "none"),
                             panel_size=bad)
     fv = flags.FlagValues()
     predict.define_flags(fv)

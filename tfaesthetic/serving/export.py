@@ -276,7 +276,7 @@ def _model_inputs(model) -> dict:
 class ServingFunctions(tf.Module):
     """The raw-input and tensor-input serving functions of a tfaesthetic model.
 
-    Also used in-process by `tfaesthetic.predict`, so a Keras model and its
+    Also used in-process by `tfaesthetic.serving.predictor`, so a Keras model and its
     export answer through the same code.
 
     Args:

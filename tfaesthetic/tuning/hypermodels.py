@@ -6,7 +6,7 @@ the model comes from `trainer.make_task(config, manifest).build_model()`, the
 optimizer and losses from `trainer.compile_model`, the datasets from
 `trainer.build_datasets`. There is no second copy of the training logic here.
 
-Every hyperparameter comes from a search-space file (`tfaesthetic.search_space`)
+Every hyperparameter comes from a search-space file (`tfaesthetic.tuning.search_space`)
 and has its default there. Where a value goes is given by the space
 (`SearchSpace.target`):
 
@@ -27,7 +27,7 @@ import keras
 import keras_tuner
 
 from tfaesthetic import config as config_lib
-from tfaesthetic import search_space as search_space_lib
+from tfaesthetic.tuning import search_space as search_space_lib
 from tfaesthetic import trainer
 from tfaesthetic.training.optimization import EpochLearningRate
 

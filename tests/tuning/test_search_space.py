@@ -5,7 +5,7 @@ import json
 import keras_tuner
 import pytest
 
-from tfaesthetic import search_space as ss
+from tfaesthetic.tuning import search_space as ss
 
 
 @pytest.mark.parametrize("model", ["mracnn", "cfan"])
