@@ -46,7 +46,7 @@ MODES = {"image": IMAGE_MODE_FEATURES, "review": REVIEW_MODE_FEATURES}
 #: before anything is decoded) that one image may have: 50 megapixels. A small file
 #: can decode to gigabytes (a 20000 x 20000 PNG is 1.2 MB on disk, 1.2 GB of RGB), so
 #: the training parser (`Parser(max_pixels=...)`) and the serving graph
-#: (`tfaesthetic.export`) refuse larger images before decoding, and the records
+#: (`tfaesthetic.serving.export`) refuse larger images before decoding, and the records
 #: builders reject them (the same figure).
 MAX_PIXELS = images_lib.DEFAULT_MAX_PIXELS
 
