@@ -218,3 +218,29 @@ def test_config_errors(records_dir):
     with pytest.raises(ValueError, match="Received: mode='pairs'"):
         reader.num_examples(records_dir[0], "train", "pairs")
     assert writer.read_manifest(records_dir[0])["reviews"]["val"] == reader.num_examples(records_dir[0], "val", "review")
+
+
+
+def test_cached_training_branch_flips_whole_images_at_random(records_dir):
+    # From the cache every training image is its pixels or their mirror image, both happen
+    # (the batch picks one of the two cached orientations), and the cache counts both.
+    path, _ = records_dir
+    plain_config = _config(path, cache=True, augment=False, global_batch_size=8)
+    plain = {m: f.numpy() for feats, _, meta in reader.build_dataset(plain_config, True, include_metadata=True)
+             for f, m in zip(feats["image"], meta["image_id"].numpy())}
+    config = _config(path, cache=True, global_batch_size=8)
+    ds = reader.build_dataset(config, is_training=True, include_metadata=True)
+    assert _spec(ds)[0]["image"] == ((8, S, S, 3), "uint8")
+    kept = flipped = 0
+    for _ in range(2):
+        for feats, _, meta in ds:
+            for image, image_id in zip(feats["image"].numpy(), meta["image_id"].numpy()):
+                if np.array_equal(image, plain[image_id]):
+                    kept += 1
+                else:
+                    np.testing.assert_array_equal(image, plain[image_id][:, ::-1])
+                    flipped += 1
+    assert kept > 0 and flipped > 0
+    manifest = reader.writer.read_manifest(path)
+    extra = reader.cache_bytes(config, manifest, "train", True) - reader.cache_bytes(plain_config, manifest, "train", True)
+    assert extra == manifest["splits"]["train"] * S * S * 3

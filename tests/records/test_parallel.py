@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfaesthetic.records import jsonl, parallel, writer
+from tfaesthetic import features
+from tfaesthetic.records import jsonl, parallel, reviews, writer
 
 
 def _jpeg(rng, size=32):
@@ -108,6 +109,20 @@ def test_same_records_whatever_the_number_of_workers(tmp_path):
             assert other[name] == one[name], f"{name} differs between 1 and {workers} workers"
         assert other_manifest.pop("created") and manifest.get("created")
         assert other_manifest == {k: v for k, v in manifest.items() if k != "created"}
+
+
+def test_review_check_from_worker_compounds_equals_the_parents():
+    # The manifest's review check takes the VADER scores the serialisation workers computed.
+    texts = [["Great light, lovely colours.", "Too dark."], ["Boring."], [], ["Sharp focus, well done!"]]
+    votes = [[0, 0, 0, 1, 2, 5, 2, 0, 0, 0], None, [0, 0, 3, 1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 2, 3, 1, 0]]
+    records = [features.ImageRecord(str(i), votes=v, comments=[features.Comment(t) for t in ts])
+               for i, (v, ts) in enumerate(zip(votes, texts))]
+    reviews.derive_ratings(records)
+    compounds = [parallel.review_compounds(r) for r in records]
+    assert [len(c) for c in compounds] == [2, 0, 0, 1]  # records the check skips get []
+    expected = reviews.review_check(records, features.AVA_SCALE)
+    assert expected["images"] == 2
+    assert reviews.review_check(records, features.AVA_SCALE, compounds) == expected
 
 
 def test_pool_runs_in_other_processes_and_in_order(tmp_path):

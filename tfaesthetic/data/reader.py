@@ -49,6 +49,14 @@ CACHE_AUTO_MAX_BYTES = 1 << 30
 #: 0 expands one image after the other (`flat_map`, as the evaluation branch does).
 REVIEW_CYCLE_LENGTH = 8
 
+#: Cached image-mode pipeline: the per-image steps after the cache (the training flip,
+#: the outputs' structure) run once per batch, with no per-image map left after the
+#: cache. On the training branch the cache holds each image with its mirror image
+#: (`[2, S, S, 3]`, twice the pixels) and a batch takes one of the two per image at
+#: random, with one gather (`Parser.augment_image`'s flip, probability 1/2 per image):
+#: 3x less CPU per example at 64 px, 1.5x at 224 px than a flip per image.
+BATCHED_FINISH = True
+
 
 def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> list:
     """Paths of the shards of `split`, from the manifest, in name order.
@@ -190,11 +198,20 @@ def cache_bytes(config, manifest: dict, split: str, is_training: bool) -> int:
     images = int(manifest.get("splits", {}).get(split, 0))
     per_image = 64 + 4 * int(config.max_len)  # labels, ids and tokens
     if "image" in tuple(config.features):
-        per_image += int(config.image_size) ** 2 * 3 * (1 if is_training else 4)  # uint8 / float32
+        pixels = int(config.image_size) ** 2 * 3 * (1 if is_training else 4)  # uint8 / float32
+        if mirrors_cached(config, is_training):
+            pixels *= 2  # the image and its mirror image
+        per_image += pixels
     total = images * per_image
     if config.mode == "review":
         total += int((manifest.get("reviews") or {}).get(split, 0)) * (12 + 4 * int(config.max_len))
     return total
+
+
+def mirrors_cached(config, is_training: bool) -> bool:
+    """Whether a cached split also holds each image's mirror image (see `BATCHED_FINISH`)."""
+    return (BATCHED_FINISH and is_training and config.mode == "image" and getattr(config, "augment", True)
+            and "image" in tuple(config.features))
 
 
 def _memory_bytes() -> int:
@@ -330,13 +347,24 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
         return (feats, labels, metadata) if include_metadata else (feats, labels)
 
     map_kwargs = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    batched_finish = cache and image_mode and BATCHED_FINISH
     if cache:
-        dataset = dataset.map(lambda s: parser.parse_image(decoder(s), is_training), **map_kwargs).cache()
+        mirrored = batched_finish and mirrors_cached(config, is_training) and parser.augment
+
+        def parse(serialized):
+            parsed = parser.parse_image(decoder(serialized), is_training)
+            if mirrored:  # [2, S, S, 3]: the image and its mirror image
+                parsed["image"] = tf.stack([parsed["image"], tf.reverse(parsed["image"], [1])])
+            return parsed
+
+        dataset = dataset.map(parse, **map_kwargs).cache()
         if is_training:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        # From the cache, an example costs a flip and a copy: one thread does it; more
-        # would only take cores from the training step.
-        dataset = dataset.map(finish)
+        # From the cache, an example costs a shuffle and a copy into its batch (image
+        # mode: `finish_batch` below); the review mode's per-image steps run on one
+        # thread: more would only take cores from the training step.
+        if not batched_finish:
+            dataset = dataset.map(finish)
     else:
         dataset = dataset.map(lambda s: finish(parser.parse_image(decoder(s), is_training)), **map_kwargs)
 
@@ -356,6 +384,19 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
             dataset = dataset.shuffle(max(64, min(config.shuffle_buffer, 8 * batch_size)), seed=seed)
 
     dataset = dataset.batch(batch_size, drop_remainder=is_training, num_parallel_calls=None if cache else AUTOTUNE)
+    if batched_finish:
+        def finish_batch(parsed):
+            # `finish` on a whole batch: one random draw and one gather for the batch's
+            # flips (`Parser.augment_image`'s distribution), the outputs restructured once.
+            if mirrored:
+                parsed = dict(parsed)
+                pairs = parsed["image"]  # [B, 2, S, S, 3]
+                flip = tf.cast(tf.random.uniform([tf.shape(pairs)[0]], 0, 1.0, seed=seed) < 0.5, tf.int32)
+                parsed["image"] = tf.gather(pairs, flip, axis=1, batch_dims=1)
+            feats, labels, metadata = parser.image_example(parsed)
+            return (feats, labels, metadata) if include_metadata else (feats, labels)
+
+        dataset = dataset.map(finish_batch)
     dataset = dataset.prefetch(AUTOTUNE)
 
     options = tf.data.Options()

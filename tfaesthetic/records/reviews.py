@@ -550,8 +550,12 @@ def _analyzer():
     return SentimentIntensityAnalyzer()
 
 
-def _compound(text: str) -> float:
+def vader_compound(text: str) -> float:
+    """VADER's compound score of a text (the `vader_sign` / `vader_positive` references of `review_check`)."""
     return float(_analyzer().polarity_scores(text)["compound"])
+
+
+_compound = vader_compound
 
 
 def consistency(mean_scores: Sequence[float], ratings_per_image: Sequence[Iterable[int]], threshold: float) -> float:
@@ -651,7 +655,7 @@ def records_consistency(records, scale: features.ScoreScale) -> Optional[float]:
     return None if np.isnan(value) else value
 
 
-def review_check(records, scale: features.ScoreScale) -> Optional[dict]:
+def review_check(records, scale: features.ScoreScale, compounds: Optional[Sequence] = None) -> Optional[dict]:
     """How well the derived ratings agree with the votes, beside two trivial references.
 
     Over the images with votes and at least one comment:
@@ -670,6 +674,8 @@ def review_check(records, scale: features.ScoreScale) -> Optional[dict]:
     Args:
         records: `ImageRecord`s after `derive_ratings`.
         scale: the score scale (threshold of Eq. 7).
+        compounds: optional, per record of `records`, the `vader_compound` of each
+            of its comments (the records writer computes them in its workers).
 
     Returns:
         The dict above (floats; None where no image qualifies), or None when no
@@ -677,12 +683,16 @@ def review_check(records, scale: features.ScoreScale) -> Optional[dict]:
     """
     from tfaesthetic.metrics.evaluation import spearman
 
-    rows = [r for r in records if r.votes is not None and sum(r.votes) > 0 and r.comments]
+    kept = [i for i, r in enumerate(records) if r.votes is not None and sum(r.votes) > 0 and r.comments]
+    rows = [records[i] for i in kept]
     if not rows:
         return None
     means = [mean_score(r.votes, scale) for r in rows]
     derived = [[int(c.rating) for c in r.comments] for r in rows]
-    compounds = [[_compound(c.text) for c in r.comments] for r in rows]
+    if compounds is None:
+        compounds = [[_compound(c.text) for c in r.comments] for r in rows]
+    else:
+        compounds = [list(compounds[i]) for i in kept]
     rated = [i for i, s in enumerate(derived) if any(x in (0, 1) for x in s)]
 
     def eq7(indices, ratings):

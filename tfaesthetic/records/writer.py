@@ -450,87 +450,93 @@ def write_records(
     num_workers = parallel.check_num_workers(num_workers)
 
     # Pass 1: structural checks, image loading/validation (in workers); no bytes are kept.
-    kept, formats = _check_records(records, scale, source, rejections, validate_images, max_pixels, num_workers)
+    checked = _check_record_rules(records, scale, source, rejections)
+    # One pool of workers for both passes, forked once the records' ids are final
+    # (the image indices assigned below travel with the pass-2 tasks).
+    with parallel.Pool(records, num_workers, -(-len(checked["candidates"]) // parallel.CHUNK)) as pool:
+        kept, formats = _check_images(records, checked, source, rejections, validate_images, max_pixels, pool)
 
-    # Votes are all or nothing (a record without votes would train MRACNN on zeros).
-    everything = [item for split in features.SPLITS for item in kept[split]]
-    def _reject_missing(item):
-        position, record = item
-        rejections.reject(
-            "missing_votes", source=source, record=position + 1, image_id=record.image_id,
-            detail="other records have votes",
-        )
-    staying = {id(item[1]) for item in rules.drop_missing_votes(everything, lambda it: it[1].votes, _reject_missing)}
-    for split in features.SPLITS:
-        kept[split] = [r for _, r in kept[split] if id(r) in staying]
-    ordered = [r for split in features.SPLITS for r in kept[split]]
-    if not ordered:
-        raise EmptyBuildError(
-            f"No image to write to {out_dir}, nothing was changed there: "
-            f"{_empty_build_reason(rejections, len(records))}"
-        )
-    for index, record in enumerate(ordered):
-        record.image_index = index
-    num_with_images = sum(1 for r in ordered if r.image_id in formats)
-    has_images = bool(ordered) and num_with_images == len(ordered)
-    images_with_votes = {s: sum(1 for r in kept[s] if r.votes is not None) for s in features.SPLITS}
-    has_votes = bool(ordered) and sum(images_with_votes.values()) == len(ordered)
-    if 0 < num_with_images < len(ordered):
-        logging.warning(
-            "%d of %d images have image bytes; has_images is false (text-only use).", num_with_images, len(ordered)
-        )
+        # Votes are all or nothing (a record without votes would train MRACNN on zeros).
+        everything = [item for split in features.SPLITS for item in kept[split]]
+        positions = {id(record): position for position, record in everything}  # (the workers' index)
+        def _reject_missing(item):
+            position, record = item
+            rejections.reject(
+                "missing_votes", source=source, record=position + 1, image_id=record.image_id,
+                detail="other records have votes",
+            )
+        staying = {id(item[1]) for item in rules.drop_missing_votes(everything, lambda it: it[1].votes, _reject_missing)}
+        for split in features.SPLITS:
+            kept[split] = [r for _, r in kept[split] if id(r) in staying]
+        ordered = [r for split in features.SPLITS for r in kept[split]]
+        if not ordered:
+            raise EmptyBuildError(
+                f"No image to write to {out_dir}, nothing was changed there: "
+                f"{_empty_build_reason(rejections, len(records))}"
+            )
+        for index, record in enumerate(ordered):
+            record.image_index = index
+        num_with_images = sum(1 for r in ordered if r.image_id in formats)
+        has_images = bool(ordered) and num_with_images == len(ordered)
+        images_with_votes = {s: sum(1 for r in kept[s] if r.votes is not None) for s in features.SPLITS}
+        has_votes = bool(ordered) and sum(images_with_votes.values()) == len(ordered)
+        if 0 < num_with_images < len(ordered):
+            logging.warning(
+                "%d of %d images have image bytes; has_images is false (text-only use).", num_with_images, len(ordered)
+            )
 
-    # Vocabulary from the training split only.
-    def _texts(recs):
-        batch = []
-        for r in recs:
-            for c in r.comments:
-                batch.append(_text_bytes(c.text, r, Rejections(), source))
-                if len(batch) >= _TOKENIZE_BATCH:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+        # Vocabulary from the training split only.
+        def _texts(recs):
+            batch = []
+            for r in recs:
+                for c in r.comments:
+                    batch.append(_text_bytes(c.text, r, Rejections(), source))
+                    if len(batch) >= _TOKENIZE_BATCH:
+                        yield batch
+                        batch = []
+            if batch:
+                yield batch
 
-    def _train_words():
-        for batch in _texts(kept["train"]):
-            words = text_lib.split_words(text_lib.normalize(tf.constant(batch)))
-            for w in words.flat_values.numpy():
-                yield w
+        def _train_words():
+            for batch in _texts(kept["train"]):
+                words = text_lib.split_words(text_lib.normalize(tf.constant(batch)))
+                for w in words.flat_values.numpy():
+                    yield w
 
-    vocabulary = text_lib.Vocabulary.build(_train_words(), min_count=vocab_min_count, max_size=vocab_max_size)
+        vocabulary = text_lib.Vocabulary.build(_train_words(), min_count=vocab_min_count, max_size=vocab_max_size)
 
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    staging = f"{out_dir}.building-{token}"
-    os.makedirs(os.path.dirname(staging), exist_ok=True)
-    os.mkdir(staging)
-    _ACTIVE.add(staging)
-    try:
-        with parallel.Pool(ordered, num_workers, -(-len(ordered) // parallel.CHUNK)) as pool:
+        token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        staging = f"{out_dir}.building-{token}"
+        os.makedirs(os.path.dirname(staging), exist_ok=True)
+        os.mkdir(staging)
+        _ACTIVE.add(staging)
+        try:
             manifest = _write_build(
                 staging, kept, ordered, formats, vocabulary, users, tags, scale, source, rejections, num_shards,
                 command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images,
-                pool=pool,
+                pool=pool, positions=positions,
             )
-        _fault("before_switch")
-        _switch(staging, out_dir, token, manifest["build_id"])
-    except SimulatedKill:
-        raise  # leaves the staging directory behind, as a kill would
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        _ACTIVE.discard(staging)
-    return manifest
+            _fault("before_switch")
+            _switch(staging, out_dir, token, manifest["build_id"])
+        except SimulatedKill:
+            raise  # leaves the staging directory behind, as a kill would
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            _ACTIVE.discard(staging)
+        return manifest
 
 
 def _write_build(
     staging, kept, ordered, formats, vocabulary, users, tags, scale, source, rejections, num_shards,
     command_line, extra_manifest, has_images, has_votes, images_with_votes, num_with_images, pool=None,
+    positions=None,
 ) -> dict:
     """Writes a complete build into the (new, empty) directory `staging` and verifies it."""
     # Pass 2: shards.
     shard_files, fingerprints, expected_counts = {}, {}, {}
+    compounds = [None] * len(ordered)  # per image index: VADER scores of its comments (from the workers)
     reviews = {}
     comments_written = {}
     writing = _progress(sum(len(kept[s]) for s in features.SPLITS), "records: writing shards")
@@ -543,7 +549,10 @@ def _write_build(
             lo, hi = shard * len(recs) // n_shards, (shard + 1) * len(recs) // n_shards
             name = shard_name(split, shard, n_shards)
             path = os.path.join(staging, name)
-            _write_shard(path, recs[lo:hi], formats, vocabulary, rejections, source, pool=pool)
+            _write_shard(
+                path, recs[lo:hi], formats, vocabulary, rejections, source, pool=pool, compounds=compounds,
+                positions=positions,
+            )
             shard_files[name] = sha256_file(path)
             fingerprints[name] = shard_fingerprint(path)
             expected_counts[name] = hi - lo
@@ -602,7 +611,7 @@ def _write_build(
             },
             "counts": counts,
             "consistency": consistency,
-            "review_check": _review_check(ordered, scale),
+            "review_check": _review_check(ordered, scale, compounds),
             "has_images": has_images,
             "has_votes": has_votes,
             "images_with_votes": images_with_votes,
@@ -619,18 +628,28 @@ def _write_build(
     return manifest
 
 
-def _write_shard(path, records, formats, vocabulary, rejections, source, pool=None):
-    """Writes `records` (in order) to the shard `path`; the Examples are serialised by `pool`'s workers."""
+def _write_shard(path, records, formats, vocabulary, rejections, source, pool=None, compounds=None, positions=None):
+    """Writes `records` (in order) to the shard `path`; the Examples are serialised by `pool`'s workers.
+
+    `positions` maps `id(record)` to its index in the list `pool` was made over
+    (None: a pool over `records` alone is made here). `compounds` (a list indexed by
+    image index), when given, receives each record's `parallel.review_compounds`
+    from the same workers.
+    """
     own_pool = pool is None
     if own_pool:
         pool = parallel.Pool(records, 1)
     tmp = path + ".tmp"
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
-            tasks = parallel.chunks(_shard_items(records, formats, vocabulary, rejections, source, own_pool))
+            tasks = parallel.chunks(_shard_items(records, formats, vocabulary, rejections, source, positions))
+            position = 0
             for examples in pool.map(parallel.serialize_chunk, ((chunk,) for chunk in tasks)):
-                for example in examples:
+                for example, scores in examples:
                     writer.write(example)
+                    if compounds is not None:
+                        compounds[records[position].image_index] = scores
+                    position += 1
                     if FAULT_ENV in os.environ:
                         writer.flush()
                         _fault("shard")
@@ -642,13 +661,14 @@ def _write_shard(path, records, formats, vocabulary, rejections, source, pool=No
             os.remove(tmp)
 
 
-def _shard_items(records, formats, vocabulary, rejections, source, local_index=False):
-    """`(image_index, token_rows, format)` per record, tokenised a block at a time (one eager call a block).
+def _shard_items(records, formats, vocabulary, rejections, source, positions=None):
+    """`(position, image_index, token_rows, format)` per record, tokenised a block at a time (one eager call a block).
 
     Pulled lazily by `Pool.map`, so the parent tokenises the next block while the
     workers serialise the previous one. The text repair is counted here (in order);
-    the workers repeat it on their copies. `local_index`: index into `records`
-    instead of the image index (a pool over `records` alone).
+    the workers repeat it on their copies. `position`: the record's index in the
+    pool's list, `positions[id(record)]` (None: the index into `records`, a pool
+    over `records` alone).
     """
     block = []
     block_comments = 0
@@ -666,15 +686,16 @@ def _shard_items(records, formats, vocabulary, rejections, source, local_index=F
         for position, r in block:
             token_rows = rows[start : start + len(r.comments)]
             start += len(r.comments)
-            yield (position if local_index else r.image_index, token_rows, formats.get(r.image_id))
+            where = position if positions is None else positions[id(r)]
+            yield (where, r.image_index, token_rows, formats.get(r.image_id))
         block, block_comments = [], 0
 
 
-def _check_records(records, scale, source, rejections, validate_images, max_pixels, num_workers):
-    """Pass 1: the record rules (here, in source order) and the image rules (in workers).
+def _check_record_rules(records, scale, source, rejections):
+    """Pass 1a: the record rules and ids, here; returns `{position: (image_id, problem) or None}`.
 
-    Returns `({split: [(position, record)]}, {image_id: format})`. Rejections are
-    added in source order whatever `num_workers` is.
+    Normalises `record.image_id` of the records that pass (before any worker is forked).
+    The rejections are added later, in source order, by `_check_images`.
     """
     ids = rules.IdRegistry()
     problems, candidates = {}, []
@@ -688,12 +709,21 @@ def _check_records(records, scale, source, rejections, validate_images, max_pixe
         record.image_id = image_id
         ids.add(image_id, position + 1)  # (the sources note zero-width characters in ids)
         candidates.append(position)
+    return {"candidates": candidates, "problems": problems}
+
+
+def _check_images(records, checked, source, rejections, validate_images, max_pixels, pool):
+    """Pass 1b: the image rules (in `pool`'s workers), then every rejection in source order.
+
+    `checked` is `_check_record_rules`'s result. Returns `({split: [(position,
+    record)]}, {image_id: format})`. Rejections are added in source order whatever
+    the number of workers is.
+    """
+    candidates, problems = checked["candidates"], checked["problems"]
     with_images = [p for p in candidates if _has_image(records[p])]
-    checks = {}
-    with parallel.Pool(records, num_workers, -(-len(with_images) // parallel.CHUNK)) as pool:
-        tasks = ((chunk, validate_images, max_pixels) for chunk in parallel.chunks(with_images))
-        results = pool.map(parallel.inspect_chunk, tasks)
-        checks = dict(zip(with_images, (check for chunk in results for check in chunk)))
+    tasks = ((chunk, validate_images, max_pixels) for chunk in parallel.chunks(with_images))
+    results = pool.map(parallel.inspect_chunk, tasks)
+    checks = dict(zip(with_images, (check for chunk in results for check in chunk)))
     kept = {split: [] for split in features.SPLITS}
     formats = {}
     candidate_set = set(candidates)
@@ -752,12 +782,18 @@ def _consistency(records, scale):
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _review_check(records, scale):
-    """Eq. 7 beside its references (`tfaesthetic.records.reviews.review_check`); None on failure."""
+def _review_check(records, scale, compounds=None):
+    """Eq. 7 beside its references (`tfaesthetic.records.reviews.review_check`); None on failure.
+
+    `compounds`: per record, the VADER scores its worker computed (None for all, or
+    for one record whose scoring failed: the check then scores every comment here).
+    """
     try:
         from tfaesthetic.records import reviews
 
-        return reviews.review_check(records, scale)
+        if compounds is not None and any(c is None for c in compounds):
+            compounds = None
+        return reviews.review_check(records, scale, compounds)
     except Exception as e:  # A bug there must not lose a records build.
         logging.warning("review check (Eq. 7 references) failed: %s", e)
         return None
