@@ -21,6 +21,7 @@ from tfaesthetic.layers.vectors import load_vectors
 from tfaesthetic.losses.emd import EMD
 from tfaesthetic.metrics import evaluation
 from tfaesthetic.metrics import ranking
+from tfaesthetic.records import reviews
 from tfaesthetic.training.optimization import make_optimizer
 
 
@@ -116,6 +117,10 @@ class MRACNNTask(Task):
         if vectors is not None:
             # Seed 003 §IV-B1: GloVe-initialised, frozen word embeddings.
             model.initialize_embeddings(vectors, trainable=False)
+        if getattr(model, "sentiment_lexicon_layer", None) is not None:
+            # The prior word polarities of the review derivation's lexicon (frozen).
+            words = records_info.vocabulary_words(self.config.data.records_dir)
+            model.initialize_lexicon(reviews.lexicon_table(words))
         return model
 
     def losses(self, model):
