@@ -131,6 +131,10 @@ class MRACNN(keras.Model):
         bag_l2: L2 penalty on the bag's tables.
         bag_scale: output factor of the bag (its effective learning rate
             under Adam, `NGramBag(scale=...)`).
+        bag_subword_buckets: hash buckets of the words' character 2–5-grams in
+            the bag (`NGramBag(subword_buckets=...)`, fastText's subwords; 0 =
+            none). Their frozen word → n-gram table is filled by
+            `initialize_subwords` (the trainer does, from `vocab.txt`).
         fine_tune_vectors: keep training word vectors loaded with
             `initialize_embeddings` (the paper freezes them).
         vector_pooling: Text-CNN extra features: masked mean / max / min over
@@ -195,6 +199,7 @@ class MRACNN(keras.Model):
         bag_dropout=0.0,
         bag_l2=0.0,
         bag_scale=1.0,
+        bag_subword_buckets=0,
         fine_tune_vectors=False,
         vector_pooling=(),
         sentiment_lexicon=False,
@@ -274,6 +279,7 @@ class MRACNN(keras.Model):
                     dropout=_rate("bag_dropout", bag_dropout),
                     l2=float(bag_l2),
                     scale=float(bag_scale),
+                    subword_buckets=int(bag_subword_buckets),
                     name="ngram_bag",
                 )
             if sentiment_lexicon:
@@ -370,6 +376,7 @@ class MRACNN(keras.Model):
         self.bag_dropout = bag_dropout
         self.bag_l2 = bag_l2
         self.bag_scale = bag_scale
+        self.bag_subword_buckets = bag_subword_buckets
         self.fine_tune_vectors = bool(fine_tune_vectors)
         self.vector_pooling = tuple(vector_pooling)
         self.sentiment_lexicon = bool(sentiment_lexicon)
@@ -414,6 +421,19 @@ class MRACNN(keras.Model):
         trainable = bool(trainable) or self.fine_tune_vectors
         self.text_cnn.set_embeddings(matrix, trainable=trainable)
         self.trainable_embeddings = trainable
+
+    def initialize_subwords(self, vocabulary_words):
+        """Fills the bag's word → character n-gram table (`NGramBag.set_subwords`).
+
+        Args:
+            vocabulary_words: the records' vocabulary in id order (`vocab.txt`).
+        """
+        if self.ngram_bag is None or not self.ngram_bag.subword_buckets:
+            raise ValueError(
+                "This MRACNN has no subwords (build it with text_encoder='cnn_bag' and bag_subword_buckets > 0). "
+                f"Received: text_encoder={self.text_encoder!r}, bag_subword_buckets={self.bag_subword_buckets}"
+            )
+        self.ngram_bag.set_subwords(vocabulary_words)
 
     def initialize_lexicon(self, table):
         """Loads the `SentimentLexicon` table (`tfaesthetic.records.reviews.lexicon_table`).
@@ -526,6 +546,7 @@ class MRACNN(keras.Model):
             "bag_dropout": self.bag_dropout,
             "bag_l2": self.bag_l2,
             "bag_scale": self.bag_scale,
+            "bag_subword_buckets": self.bag_subword_buckets,
             "fine_tune_vectors": self.fine_tune_vectors,
             "vector_pooling": list(self.vector_pooling),
             "sentiment_lexicon": self.sentiment_lexicon,
