@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.test_case import TestCase
-from tfaesthetic.layers.ngram_bag import HASH_PRIME, NGramBag
+from tfaesthetic.layers.ngram_bag import HASH_PRIME, MAX_SUBWORDS, NGramBag, subword_ids
 from tfaesthetic.layers.text_cnn import TextCNN
 
 TOKENS = np.array(
@@ -36,6 +36,25 @@ def numpy_bag(tokens, unigrams, bigrams, num_buckets, pooling="mean"):
     return np.array(out)
 
 
+#: Words of ids 2..15 (a vocabulary of 16 with padding and OOV).
+WORDS = ["nice", "nicely", "colour", "colours", "colourful", "the", "sharp", "sharpness", "a", "light",
+         "lighting", "blur", "blurry", "supercalifragilisticexpialidocious-and-then-some"]
+
+
+def numpy_subwords(tokens, words, vectors, num_buckets, pooling="mean"):
+    """c = Σ_i mean_{g in G(t_i)} C[g] / z(n), G(t) the hashed character 2-5-grams of <word>."""
+    z = (lambda m: max(m, 1)) if pooling == "mean" else (lambda m: np.sqrt(max(m, 1)))
+    out = []
+    for row in tokens:
+        ids = [int(t) for t in row if t != 0]
+        per_word = []
+        for t in ids:
+            grams = subword_ids(words[t - 2], num_buckets) if t >= 2 else []
+            per_word.append(np.mean([vectors[g] for g in grams], axis=0) if grams else np.zeros(vectors.shape[1]))
+        out.append(np.sum(per_word, axis=0) / z(len(ids)) if ids else np.zeros(vectors.shape[1]))
+    return np.array(out)
+
+
 class NGramBagTest(TestCase):
     def _randomised(self, **kwargs):
         layer = NGramBag(vocab_size=16, units=3, **kwargs)
@@ -57,6 +76,43 @@ class NGramBagTest(TestCase):
         scaled = self._randomised(num_buckets=7, scale=2.5)
         weights = [np.asarray(w, "float64") for w in scaled.get_weights()]
         self.assertAllClose(scaled(TOKENS), 2.5 * numpy_bag(TOKENS, weights[0], weights[1], 7), atol=1e-5)
+
+    def test_subwords_match_numpy_reference(self):
+        grams = subword_ids("ab", 1000)
+        self.assertLen(grams, 3 + 2 + 1)  # "<a","ab","b>", "<ab","ab>", "<ab>": 2- to 5-grams of "<ab>"
+        self.assertLen(subword_ids(WORDS[-1], 1000), MAX_SUBWORDS)  # a long word keeps its first ones
+        for pooling in ("mean", "sqrt"):
+            layer = NGramBag(vocab_size=16, units=3, num_buckets=7, subword_buckets=50, pooling=pooling)
+            layer.set_subwords(WORDS)
+            rng = np.random.default_rng(2)
+            for w in layer.trainable_weights:
+                w.assign(rng.normal(size=w.shape).astype("float32"))
+            u, b, c = (np.asarray(w, "float64") for w in layer.trainable_weights)
+            expected = numpy_bag(TOKENS, u, b, 7, pooling) + numpy_subwords(TOKENS, WORDS, c, 50, pooling)
+            self.assertAllClose(layer(TOKENS), expected, atol=1e-5)
+        # Shared stems share n-grams (what the option is for).
+        self.assertTrue(set(subword_ids("colour", 1000)) & set(subword_ids("colourful", 1000)))
+
+    def test_subwords_get_gradients_and_survive_saving(self):
+        layer = NGramBag(vocab_size=16, units=3, subword_buckets=50, l2=1e-3)
+        layer.set_subwords(WORDS)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(layer(TOKENS, training=True) - 1.0)) + tf.add_n(layer.losses)
+        grads = tape.gradient(loss, layer.trainable_weights)
+        self.assertEqual([w.name for w in layer.trainable_weights], ["unigrams", "subword_vectors"])
+        for weight, grad in zip(layer.trainable_weights, grads):
+            self.assertGreater(float(tf.reduce_sum(tf.abs(tf.convert_to_tensor(grad)))), 0.0, weight.name)
+        self.assertLen(layer.non_trainable_weights, 1)  # the frozen word -> n-gram table
+        inputs = keras.Input((None,), dtype="int32")
+        model = keras.Model(inputs, layer(inputs))
+        restored = self.run_model_saving_test(model, TOKENS)
+        np.testing.assert_array_equal(restored.layers[-1].subwords, layer.subwords)
+        with pytest.raises(ValueError, match="Received: 3 words"):
+            layer.set_subwords(WORDS[:3])
+        with pytest.raises(ValueError, match="has no subwords"):
+            NGramBag(vocab_size=16).set_subwords(WORDS)
+        with pytest.raises(ValueError, match="subword_max_n=2"):
+            NGramBag(vocab_size=16, subword_buckets=5, subword_min_n=3, subword_max_n=2)
 
     def test_padding_invariance_and_empty_row(self):
         layer = self._randomised(num_buckets=7)

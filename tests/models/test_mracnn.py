@@ -355,7 +355,7 @@ def test_learns_on_demo_records(demo_records):
 # --------------------------------------------------------------------------------------
 
 BAG = dict(text_encoder="cnn_bag", bag_units=4, bag_buckets=13, bag_pooling="sqrt", bag_l2=1e-4,
-           vector_pooling=("mean", "max"))
+           vector_pooling=("mean", "max"), sentiment_lexicon=True, bag_subword_buckets=31)
 
 
 @pytest.mark.parametrize("variant", ["text_only", "full"])
@@ -363,6 +363,9 @@ def test_cnn_bag_builds_fits_with_gradients_everywhere_and_round_trips(variant, 
     keras.utils.set_random_seed(0)
     model = MRACNN(**TINY, variant=variant, **BAG)
     assert model.ngram_bag is not None and model.ngram_bag.num_buckets == 13
+    # A non-zero lexicon table, so that the round trip below sees it.
+    model.initialize_lexicon(np.random.default_rng(2).uniform(-1, 1, size=(TINY["vocab_size"], 4)).astype("float32"))
+    model.initialize_subwords([f"word{i}" for i in range(TINY["vocab_size"] - 2)])
     inputs = tiny_inputs(model, batch=4)
     inputs["tokens"][0] = 0  # an image without comments trains the "no comment" vector
     target = np.random.default_rng(1).dirichlet(np.ones(10), size=4).astype("float32")
@@ -386,6 +389,23 @@ def test_cnn_bag_builds_fits_with_gradients_everywhere_and_round_trips(variant, 
         restored(inputs, training=False)["distribution"], model(inputs, training=False)["distribution"], atol=1e-5
     )
     assert restored.get_config()["text_encoder"] == "cnn_bag"
+    assert restored.get_config()["sentiment_lexicon"] is True
+    np.testing.assert_array_equal(restored.sentiment_lexicon_layer.table, model.sentiment_lexicon_layer.table)
+    np.testing.assert_array_equal(restored.ngram_bag.subwords, model.ngram_bag.subwords)
+
+
+def test_sentiment_lexicon_option_adds_its_features_and_needs_a_text_stream():
+    plain = MRACNN(**TINY, variant="text_only")
+    with_lexicon = MRACNN(**TINY, variant="text_only", sentiment_lexicon=True)
+    assert plain.sentiment_lexicon_layer is None
+    assert with_lexicon.get_layer("text_features").output.shape[-1] == plain.text_cnn.output.shape[-1] + 6
+    with pytest.raises(ValueError, match="has no sentiment lexicon"):
+        plain.initialize_lexicon(np.zeros((TINY["vocab_size"], 4), "float32"))
+    with pytest.raises(ValueError, match="has no subwords"):
+        plain.initialize_subwords(["a"] * (TINY["vocab_size"] - 2))
+    with pytest.raises(ValueError, match="has no sentiment lexicon"):
+        MRACNN(**TINY, variant="vision_only", sentiment_lexicon=True).initialize_lexicon(
+            np.zeros((TINY["vocab_size"], 4), "float32"))
 
 
 def test_cnn_bag_rejects_unknown_options():
@@ -443,6 +463,14 @@ def test_cnn_bag_serving_graph_on_raw_strings_matches_keras(tmp_path):
     # Non-trivial bag weights, so that the comparison sees the branch.
     model.ngram_bag.unigrams.assign(np.random.default_rng(0).normal(size=model.ngram_bag.unigrams.shape))
     model.ngram_bag.bigrams.assign(np.random.default_rng(1).normal(size=model.ngram_bag.bigrams.shape))
+    from tfaesthetic.data import records_info
+    from tfaesthetic.records import reviews
+
+    words = records_info.vocabulary_words(records)
+    model.initialize_lexicon(reviews.lexicon_table(words))
+    model.initialize_subwords(words)
+    model.ngram_bag.subword_vectors.assign(
+        np.random.default_rng(2).normal(size=model.ngram_bag.subword_vectors.shape))
     export_dir = export.export_model(model, records, str(tmp_path / "export"), model_name="mracnn")
     comments = ["Great colours, but the focus is soft.", "nice light\nsharp subject", "", "Wonderful!!! unknownword"]
     served = tf.saved_model.load(export_dir).signatures["serving_default"](comments=tf.constant(comments))
@@ -451,6 +479,9 @@ def test_cnn_bag_serving_graph_on_raw_strings_matches_keras(tmp_path):
     expected = np.asarray(model({"tokens": tokens}, training=False)["distribution"])
     np.testing.assert_allclose(served["distribution"].numpy(), expected, atol=1e-5)
     assert np.abs(expected[0] - expected[1]).max() > 1e-6
+    # The lexicon branch is in the served graph: its features differ between the comments.
+    lexicon = np.asarray(model.sentiment_lexicon_layer(tokens))
+    assert np.abs(lexicon[0] - lexicon[2]).max() > 0, lexicon
 
 
 # Text variants on the demo: the paper's Text-CNN and the real-comment stream (bag of
@@ -459,7 +490,8 @@ def test_cnn_bag_serving_graph_on_raw_strings_matches_keras(tmp_path):
 TEXT_VARIANTS = {
     "cnn": dict(),
     "cnn_bag": dict(text_encoder="cnn_bag", bag_units=16, bag_buckets=4096, bag_pooling="sqrt", bag_l2=1e-4,
-                    vector_pooling=["mean", "max", "min"], kernel_sizes=[1, 2]),
+                    vector_pooling=["mean", "max", "min"], kernel_sizes=[1, 2], sentiment_lexicon=True,
+                    bag_subword_buckets=4096),
 }
 
 

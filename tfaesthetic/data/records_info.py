@@ -24,7 +24,7 @@ def read_manifest(records_dir: str) -> dict:
 
 
 def vocabulary_words(records_dir: str) -> list:
-    """The vocabulary, one word per token id (line i of `vocab.txt` is id i)."""
+    """The vocabulary words in id order (line i of `vocab.txt` is token id i + 2, after padding and OOV)."""
     with open(os.path.join(records_dir, writer.VOCAB_FILE), encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f]
 

@@ -9,6 +9,7 @@ from tfaesthetic.features import AVA_SCALE, PHOTONET_SCALE, ScoreScale
 from tfaesthetic.layers.mfb_pooling import MFBPooling
 from tfaesthetic.layers.ngram_bag import POOLINGS as BAG_POOLINGS, NGramBag
 from tfaesthetic.layers.recurrent_attention import RecurrentAttention
+from tfaesthetic.layers.sentiment_lexicon import SentimentLexicon
 from tfaesthetic.layers.text_cnn import EMPTY_TEXT, TextCNN
 from tfaesthetic.losses.emd import EMD
 from tfaesthetic.losses.mean_score import EMDWithMeanScore
@@ -130,10 +131,20 @@ class MRACNN(keras.Model):
         bag_l2: L2 penalty on the bag's tables.
         bag_scale: output factor of the bag (its effective learning rate
             under Adam, `NGramBag(scale=...)`).
+        bag_subword_buckets: hash buckets of the words' character 2–5-grams in
+            the bag (`NGramBag(subword_buckets=...)`, fastText's subwords; 0 =
+            none). Their frozen word → n-gram table is filled by
+            `initialize_subwords` (the trainer does, from `vocab.txt`).
         fine_tune_vectors: keep training word vectors loaded with
             `initialize_embeddings` (the paper freezes them).
         vector_pooling: Text-CNN extra features: masked mean / max / min over
             time of the word vectors (`TextCNN(vector_pooling=...)`).
+        sentiment_lexicon: add the 6 prior-polarity features of the comment
+            (`SentimentLexicon`: VADER's lexicon with the photo-critique
+            overrides, negation, excess and contrast words) to the language
+            stream's features, with either encoder. Its frozen table is filled by
+            `initialize_lexicon` (the trainer does, from
+            `tfaesthetic.records.reviews.lexicon_table`) and saved with the model.
         mean_score_weight: weight `w` of an auxiliary mean-score term in the
             training loss, `EMD + w · (μ̂ − μ)² / mean_score_variance` with
             `μ = Σ_k k q_k` the distribution's mean bin value
@@ -188,8 +199,10 @@ class MRACNN(keras.Model):
         bag_dropout=0.0,
         bag_l2=0.0,
         bag_scale=1.0,
+        bag_subword_buckets=0,
         fine_tune_vectors=False,
         vector_pooling=(),
+        sentiment_lexicon=False,
         mean_score_weight=0.0,
         mean_score_variance=0.5,
         **kwargs,
@@ -226,6 +239,7 @@ class MRACNN(keras.Model):
         self.pooling = None
         self.text_cnn = None
         self.ngram_bag = None
+        self.sentiment_lexicon_layer = None
         self.text_concat = None
         self.fusion_layer = None
         self.projections = None
@@ -265,8 +279,12 @@ class MRACNN(keras.Model):
                     dropout=_rate("bag_dropout", bag_dropout),
                     l2=float(bag_l2),
                     scale=float(bag_scale),
+                    subword_buckets=int(bag_subword_buckets),
                     name="ngram_bag",
                 )
+            if sentiment_lexicon:
+                self.sentiment_lexicon_layer = SentimentLexicon(vocab_size=int(vocab_size), name="sentiment_lexicon")
+            if self.ngram_bag is not None or self.sentiment_lexicon_layer is not None:
                 self.text_concat = keras.layers.Concatenate(name="text_features")
         if uses_image and uses_text:
             if fusion == "mfb":
@@ -304,9 +322,12 @@ class MRACNN(keras.Model):
                 vision = self.pooling(feature_map)
         if uses_text:
             inputs["tokens"] = keras.Input(shape=(_positive_int("max_len", max_len),), dtype="int32", name="tokens")
-            text = self.text_cnn(inputs["tokens"])
+            parts = [self.text_cnn(inputs["tokens"])]
             if self.ngram_bag is not None:
-                text = self.text_concat([text, self.ngram_bag(inputs["tokens"])])
+                parts.append(self.ngram_bag(inputs["tokens"]))
+            if self.sentiment_lexicon_layer is not None:
+                parts.append(self.sentiment_lexicon_layer(inputs["tokens"]))
+            text = self.text_concat(parts) if len(parts) > 1 else parts[0]
         if vision is not None and text is not None:
             if fusion == "mfb":
                 joint = self.fusion_layer(vision, text)
@@ -355,8 +376,10 @@ class MRACNN(keras.Model):
         self.bag_dropout = bag_dropout
         self.bag_l2 = bag_l2
         self.bag_scale = bag_scale
+        self.bag_subword_buckets = bag_subword_buckets
         self.fine_tune_vectors = bool(fine_tune_vectors)
         self.vector_pooling = tuple(vector_pooling)
+        self.sentiment_lexicon = bool(sentiment_lexicon)
         self.mean_score_weight = float(mean_score_weight)
         self.mean_score_variance = float(mean_score_variance)
 
@@ -398,6 +421,32 @@ class MRACNN(keras.Model):
         trainable = bool(trainable) or self.fine_tune_vectors
         self.text_cnn.set_embeddings(matrix, trainable=trainable)
         self.trainable_embeddings = trainable
+
+    def initialize_subwords(self, vocabulary_words):
+        """Fills the bag's word → character n-gram table (`NGramBag.set_subwords`).
+
+        Args:
+            vocabulary_words: the records' vocabulary in id order (`vocab.txt`).
+        """
+        if self.ngram_bag is None or not self.ngram_bag.subword_buckets:
+            raise ValueError(
+                "This MRACNN has no subwords (build it with text_encoder='cnn_bag' and bag_subword_buckets > 0). "
+                f"Received: text_encoder={self.text_encoder!r}, bag_subword_buckets={self.bag_subword_buckets}"
+            )
+        self.ngram_bag.set_subwords(vocabulary_words)
+
+    def initialize_lexicon(self, table):
+        """Loads the `SentimentLexicon` table (`tfaesthetic.records.reviews.lexicon_table`).
+
+        Args:
+            table: `[vocab_size, 4]` array, one row per token id.
+        """
+        if self.sentiment_lexicon_layer is None:
+            raise ValueError(
+                "This MRACNN has no sentiment lexicon (build it with sentiment_lexicon=True and a text stream). "
+                f"Received: variant={self.variant!r}, sentiment_lexicon={self.sentiment_lexicon}"
+            )
+        self.sentiment_lexicon_layer.set_table(table)
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", *, scale=None, learning_rate=1e-3, **kwargs):
         """Compiles with the paper's defaults unless told otherwise.
@@ -497,8 +546,10 @@ class MRACNN(keras.Model):
             "bag_dropout": self.bag_dropout,
             "bag_l2": self.bag_l2,
             "bag_scale": self.bag_scale,
+            "bag_subword_buckets": self.bag_subword_buckets,
             "fine_tune_vectors": self.fine_tune_vectors,
             "vector_pooling": list(self.vector_pooling),
+            "sentiment_lexicon": self.sentiment_lexicon,
             "mean_score_weight": self.mean_score_weight,
             "mean_score_variance": self.mean_score_variance,
         }

@@ -440,6 +440,44 @@ def _count_words(tokens: list, rules: ReviewRules) -> tuple:
     return positive, negative
 
 
+def lexicon_table(vocabulary_words: Sequence[str], rules: ReviewRules = ReviewRules()) -> np.ndarray:
+    """The `SentimentLexicon` table of a vocabulary, from the derivation's own word lists.
+
+    Row `i + features.NUM_RESERVED_TOKENS` describes `vocabulary_words[i]` (rows
+    0 and 1, padding and OOV, stay zero); the columns are
+    `tfaesthetic.layers.sentiment_lexicon.COLUMNS`:
+
+    - valence: `rules.photographic_polarity`, else VADER's lexicon, divided by 4
+      (VADER's range) into [-1, 1]; 0 for the negation, excess and contrast words
+      themselves (they modify their neighbours instead);
+    - negation: 1 for VADER's negations and this module's additions, matched with
+      and without the apostrophe that the model's tokeniser drops ("isnt");
+    - excess: 1 for `rules.excess_words`;
+    - contrast: 1 for `rules.contrast_words`.
+
+    Args:
+        vocabulary_words: the vocabulary words in id order (`vocab.txt`).
+        rules: the `ReviewRules` whose lexicon overrides and word lists to use.
+
+    Returns:
+        float32 `[len(vocabulary_words) + NUM_RESERVED_TOKENS, 4]`.
+    """
+    lexicon, overrides, _, _ = _compiled(rules)
+    negations = {w.replace("'", "") for w in _negations()}
+    table = np.zeros((len(vocabulary_words) + features.NUM_RESERVED_TOKENS, 4), np.float32)
+    for i, word in enumerate(vocabulary_words):
+        row = table[i + features.NUM_RESERVED_TOKENS]
+        if word in negations or word.endswith("n't"):
+            row[1] = 1.0
+        elif word in rules.excess_words:
+            row[2] = 1.0
+        elif word in rules.contrast_words:
+            row[3] = 1.0
+        else:
+            row[0] = float(overrides.get(word, lexicon.get(word, 0.0))) / 4.0
+    return table
+
+
 def level_of(positive: int, negative: int, rules: ReviewRules = ReviewRules()) -> int:
     """Preference level 0..4 of a review from its word counts (net = pos - neg)."""
     net = positive - negative

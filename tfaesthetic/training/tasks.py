@@ -21,6 +21,7 @@ from tfaesthetic.layers.vectors import load_vectors
 from tfaesthetic.losses.emd import EMD
 from tfaesthetic.metrics import evaluation
 from tfaesthetic.metrics import ranking
+from tfaesthetic.records import reviews
 from tfaesthetic.training.optimization import make_optimizer
 
 
@@ -116,6 +117,14 @@ class MRACNNTask(Task):
         if vectors is not None:
             # Seed 003 §IV-B1: GloVe-initialised, frozen word embeddings.
             model.initialize_embeddings(vectors, trainable=False)
+        lexicon = getattr(model, "sentiment_lexicon_layer", None) is not None
+        subwords = getattr(getattr(model, "ngram_bag", None), "subword_buckets", 0)
+        if lexicon or subwords:
+            words = records_info.vocabulary_words(self.config.data.records_dir)
+            if lexicon:  # the prior word polarities of the review derivation's lexicon (frozen)
+                model.initialize_lexicon(reviews.lexicon_table(words))
+            if subwords:  # each word's hashed character n-grams (frozen)
+                model.initialize_subwords(words)
         return model
 
     def losses(self, model):
