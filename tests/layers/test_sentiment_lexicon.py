@@ -9,6 +9,9 @@ from tfaesthetic import features
 from tfaesthetic.layers.sentiment_lexicon import COLUMNS, NUM_FEATURES, SentimentLexicon
 from tfaesthetic.records import reviews
 
+# The layer has no trainable weights: run_layer_test's fit step says so, as expected.
+pytestmark = pytest.mark.filterwarnings("ignore:The model does not have any trainable weights")
+
 WORDS = ["the", "sharp", "not", "blurry", "too", "dark", "but", "great", "nice", "isnt", "boring", "colours"]
 ID = {w: i + features.NUM_RESERVED_TOKENS for i, w in enumerate(WORDS)}
 
