@@ -220,8 +220,9 @@ def test_derived_ratings_follow_each_users_focus_attribute():
 
     For the users focused on attribute k, the correlation between their derived
     ratings and attribute k must exceed the mean correlation with the other
-    attributes by 0.3, for every attribute (observed: 0.63-0.74 against
-    -0.05-0.25).
+    attributes by 0.2, for every attribute (observed since generator version 4, whose
+    favourite-hue term explains part of each opinion: 0.39-0.52 against 0.07-0.17, a
+    margin of 0.25-0.41; version 3, without it: 0.63-0.74 against -0.05-0.25).
     """
     data = demo.generate_demo(num_images=150, image_size=24, num_users=10, seed=0)
     focus = np.array([demo.ATTRIBUTES.index(u.focus) for u in data.users])
@@ -237,7 +238,7 @@ def test_derived_ratings_follow_each_users_focus_attribute():
         mine = focus[users] == k
         corr = [np.corrcoef(ratings[mine], attributes[mine, j])[0, 1] for j in range(len(demo.ATTRIBUTES))]
         others = np.mean([c for j, c in enumerate(corr) if j != k])
-        assert corr[k] >= others + 0.3, (demo.ATTRIBUTES[k], np.round(corr, 2))
+        assert corr[k] >= others + 0.2, (demo.ATTRIBUTES[k], np.round(corr, 2))
 
 
 def test_favourite_hues_are_spread_and_visible_in_the_mean_colour():
@@ -252,7 +253,7 @@ def test_favourite_hues_are_spread_and_visible_in_the_mean_colour():
         pixels = tf.io.decode_jpeg(record.encoded).numpy()
         c, s = _mean_hue(pixels)
         angles.append(np.angle(np.exp(1j * (np.arctan2(s, c) - 2 * np.pi * image.hue))))
-    # The image's mean colour points at its palette hue (observed: mean cos 0.OBS).
+    # The image's mean colour points at its palette hue (observed: mean cos 0.85).
     assert np.mean(np.cos(angles)) > 0.8, np.round(angles, 2)
 
 
@@ -494,6 +495,7 @@ def test_derived_ratings_follow_user_tastes(demo_records, demo_splits):
     assert len(y_held) > 200
     image_only = _accuracy(_fit_logistic(x_train, y_train, l2=3.0), x_held, y_held)
     per_user = _accuracy(_fit_logistic(personal(x_train, u_train), y_train, l2=3.0), personal(x_held, u_held), y_held)
-    # Observed: 0.79 vs 0.71 (majority 0.50).
+    # Observed (generator version 4): 0.76 vs 0.69 (majority 0.52); without the mean hue
+    # in the features the personal model gets only 0.71 (version 3: 0.79 vs 0.71).
     assert image_only >= _majority(y_held) + 0.05, (image_only, _majority(y_held))
     assert per_user >= image_only + 0.05, (per_user, image_only)

@@ -91,7 +91,7 @@ USER_BIAS_STD = 0.35
 OPINION_NOISE = 0.35
 # Weight of the user's favourite hue in the opinion (0 would leave only the tastes
 # above, which a tiny backbone barely sees: see the module docstring).
-HUE_TASTE_WEIGHT = 1.5
+HUE_TASTE_WEIGHT = 2.0
 # Favourite hues: user u gets (u * HUE_STEP + jitter) mod 1 turns (golden-ratio
 # steps: evenly spread for any number of users).
 HUE_STEP = 0.6180339887
