@@ -1,49 +1,39 @@
 """CFAN learns through the product's entry point: `trainer.train_and_evaluate` with the
-shipped `demo_cfan` preset on the default demo records (issue 10), at a reduced budget."""
+shipped `demo_cfan` preset on the default demo records (issue 10), at the preset's own budget."""
 
 import os
 
 import pytest
 
-# The preset's full budget (16 epochs at 64 px) took 485-541 s on the shared 2 cores
-# (load 4-8); CI runs a reduced budget of the same preset on the same records: 48 px
-# inputs (the tiny backbone's native size, ~0.55x the compute) and 12 epochs (180 s at
-# load ~3). Every other setting is the preset's.
-REDUCED_BUDGET = {"data.image_size": 48, "trainer.epochs": 12}
+# The shipped preset's own budget (32 px, 14 epochs; no reduction needed since issue 10's
+# second round): ~2-4 min on the shared 2 cores.
 SEED = 0
-# Measured with this reduced budget (seed 0, cold protocol, test split: 431 reviews of
-# 76 unseen images, 39 users; agnostic_residual on, as shipped):
+# Measured with the shipped preset on the default demo records (generator version 4),
+# cold protocol, test split (429 reviews of 80 unseen images), through
+# train_and_evaluate (seeds 0 / 1 / 2; the same seed gave the same figures twice):
 #
-#   with-review AUC  no-review per-user AUC  agnostic per-user AUC  agnostic acc. (majority)  tag acc. (most frequent)  best epoch
-#   0.869            0.612                   0.617                  0.632 (0.553)             0.250 (0.211)             11
-#   0.624            0.608                   0.594                  0.645 (0.553)             0.250 (0.211)             4
-#   0.601            0.560                   0.532                  0.526 (0.553)             (CI run)
+#   seed  with-review AUC  no-review per-user AUC  agnostic per-user AUC  agnostic acc. (majority)  tag acc. (most frequent)  best epoch
+#   0     0.677            0.515                   0.574                  0.658 (0.553)             0.632 (0.211)             13
+#   1     0.986            0.616                   0.624                  0.605 (0.553)             0.513 (0.211)             12
+#   2     0.875            0.644                   0.602                  0.566 (0.553)             0.526 (0.211)             13
 #
-# and with the preset's full budget (64 px, 16 epochs), seeds 0 / 1 / 2: with-review AUC
-# 0.981 / 0.971 / 0.928, no-review per-user AUC 0.591 / 0.596 / 0.641 vs agnostic
-# 0.620 / 0.593 / 0.604.
-# Training is not bit-reproducible on CPU (parallel reductions): three runs of the same
-# seed at the reduced budget gave with-review AUC 0.60-0.87 (when the review-reading
-# path turns on late, the best epoch comes early). What this test can assert without
-# flaking, with room under the lowest run:
-# - the with-review path beats chance (0.55; measured 0.60-0.87, full budget 0.93-0.98);
-# - the no-review (taste-profile) path is above chance (0.52; measured 0.56-0.61) and
-#   within 0.08 of the user-agnostic baseline (measured -0.005 to +0.03). It does NOT
-#   yet beat that baseline by a margin on these records (issue 10's open target), so
-#   the test does not claim it;
-# - the user-agnostic and tag heads are not worse than their majority-class references
-#   by more than 5 points (agnostic measured -2.7 to +9.2 points; tag +3.9): at this
-#   budget they do not learn reliably, so these are sanity floors, not learning claims.
-WITH_REVIEW_FLOOR = 0.55
-NO_REVIEW_FLOOR = 0.52
-NO_REVIEW_TOLERANCE = 0.08  # no-review >= agnostic - 0.08
-AGNOSTIC_MARGIN = -0.05  # agnostic accuracy >= majority - 5 points
-TAG_MARGIN = -0.05  # tag accuracy >= most frequent tag - 5 points
+# What this test asserts, with room under seed 0's figures (the lowest on most columns):
+# - the with-review path beats chance clearly (floor 0.62; measured 0.68-0.99);
+# - the tag head learns the content (>= most frequent tag + 20 points; measured +30 to +42);
+# - the user-agnostic head is not below the majority class (measured +1.3 to +10.5);
+# - the no-review (taste-profile) path is not below chance and within 0.10 of the
+#   user-agnostic baseline (measured -0.06, -0.01, +0.04). It does NOT beat that baseline
+#   on the mean of the seeds (issue 10's open target), so the test does not claim it.
+WITH_REVIEW_FLOOR = 0.62
+NO_REVIEW_FLOOR = 0.48
+NO_REVIEW_TOLERANCE = 0.10  # no-review >= agnostic - 0.10
+AGNOSTIC_MARGIN = 0.0  # agnostic accuracy >= majority
+TAG_MARGIN = 0.20  # tag accuracy >= most frequent tag + 20 points
 
 
 @pytest.mark.slow
 def test_demo_cfan_preset_learns_with_and_without_review(tmp_path):
-    """CFAN-3task, cold protocol (test images never seen in training), reduced budget.
+    """CFAN-3task, cold protocol (test images never seen in training), the shipped preset.
 
     Also checks the defect of issue 10 is gone: the taste-profile regulariser once
     inflated the monitored val_loss and early stopping kept epoch 1's chance-level
@@ -55,7 +45,7 @@ def test_demo_cfan_preset_learns_with_and_without_review(tmp_path):
 
     records = str(tmp_path / "demo_records")
     demo.ensure_demo_records(records)  # the default size, as the no-flag run builds it
-    overrides = {"data.records_dir": records, "runtime.seed": SEED, "trainer.verbose": 0, **REDUCED_BUDGET}
+    overrides = {"data.records_dir": records, "runtime.seed": SEED, "trainer.verbose": 0}
     config = config_lib.with_overrides(config_lib.get_experiment("demo_cfan"), overrides)
     assert config.model.params["agnostic_residual"]  # the shipped preset's setting
     summary = trainer.train_and_evaluate(config, str(tmp_path / "run"), export=False)

@@ -224,6 +224,19 @@ class CFANTest(TestCase):
         restored = self.run_model_saving_test(model, x)
         self.assertTrue(restored.agnostic_residual)
 
+    def test_user_index_dropout_is_separate_from_the_image_rate(self):
+        """user_index_dropout sets the user OOV rate alone; None keeps index_dropout for both."""
+        model = tiny_cfan("cfan_3task", index_dropout=0.8, user_index_dropout=0.0)
+        self.assertEqual(model.get_layer("image_oov").rate, 0.8)
+        self.assertEqual(model.get_layer("user_oov").rate, 0.0)
+        x = tiny_inputs()
+        user_rows = model.get_layer("user_oov")(x["user_index"], training=True)
+        np.testing.assert_array_equal(user_rows, x["user_index"])  # rate 0: never the OOV row
+        self.assertEqual(CFAN.from_config(model.get_config()).get_layer("user_oov").rate, 0.0)
+        default = tiny_cfan("cfan_3task", index_dropout=0.3)
+        self.assertEqual(default.get_layer("user_oov").rate, 0.3)
+        self.assertIsNone(default.get_config()["user_index_dropout"])
+
     def test_anonymous_reviews_train_the_user_head_not_the_agnostic_one(self):
         """In training an OOV user keeps its own y_hat_uv: s_uv must not train beta_hat_v."""
         model = tiny_cfan("cfan_3task", index_dropout=0.0, review_dropout=0.0)

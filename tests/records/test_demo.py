@@ -115,6 +115,15 @@ def _image_statistics(image):
     )
 
 
+def _mean_hue(image):
+    """Direction (cos, sin) of the chroma-weighted mean hue: the image's overall colour."""
+    x = image.astype(np.float64) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    chroma = x.max(-1) - x.min(-1)
+    z = np.sum(chroma * np.exp(1j * np.arctan2(np.sqrt(3.0) * (g - b), 2 * r - g - b)))
+    return np.array([z.real, z.imag]) / (np.abs(z) + 1e-9)
+
+
 def _standardize(train, *others):
     mu, sd = train.mean(0), train.std(0) + 1e-9
     return [(a - mu) / sd for a in (train,) + others]
@@ -211,8 +220,9 @@ def test_derived_ratings_follow_each_users_focus_attribute():
 
     For the users focused on attribute k, the correlation between their derived
     ratings and attribute k must exceed the mean correlation with the other
-    attributes by 0.3, for every attribute (observed: 0.63-0.74 against
-    -0.05-0.25).
+    attributes by 0.2, for every attribute (observed since generator version 4, whose
+    favourite-hue term explains part of each opinion: 0.39-0.52 against 0.07-0.17, a
+    margin of 0.25-0.41; version 3, without it: 0.63-0.74 against -0.05-0.25).
     """
     data = demo.generate_demo(num_images=150, image_size=24, num_users=10, seed=0)
     focus = np.array([demo.ATTRIBUTES.index(u.focus) for u in data.users])
@@ -228,7 +238,23 @@ def test_derived_ratings_follow_each_users_focus_attribute():
         mine = focus[users] == k
         corr = [np.corrcoef(ratings[mine], attributes[mine, j])[0, 1] for j in range(len(demo.ATTRIBUTES))]
         others = np.mean([c for j, c in enumerate(corr) if j != k])
-        assert corr[k] >= others + 0.3, (demo.ATTRIBUTES[k], np.round(corr, 2))
+        assert corr[k] >= others + 0.2, (demo.ATTRIBUTES[k], np.round(corr, 2))
+
+
+def test_favourite_hues_are_spread_and_visible_in_the_mean_colour():
+    """The personal hue term cancels out over users and pixels show it (issue 10, item 6)."""
+    users = demo.make_users(40, seed=0)
+    phi = np.array([u.hue for u in users])
+    # Favourite hues spread evenly: their mean direction is near zero.
+    assert abs(np.mean(np.exp(2j * np.pi * phi))) < 0.1, np.round(phi, 2)
+    data = demo.generate_demo(num_images=60, image_size=32, num_users=10, seed=0)
+    angles = []
+    for image, record in zip(data.images, data.records):
+        pixels = tf.io.decode_jpeg(record.encoded).numpy()
+        c, s = _mean_hue(pixels)
+        angles.append(np.angle(np.exp(1j * (np.arctan2(s, c) - 2 * np.pi * image.hue))))
+    # The image's mean colour points at its palette hue (observed: mean cos 0.85).
+    assert np.mean(np.cos(angles)) > 0.8, np.round(angles, 2)
 
 
 def test_comment_templates_read_as_intended_by_the_derivation():
@@ -443,8 +469,10 @@ def test_derived_ratings_follow_user_tastes(demo_records, demo_splits):
     num_users = writer.read_manifest(demo_records)["num_users"]
     train = demo_splits["train"]
     held_out = demo_splits["val"] + demo_splits["test"]
-    s_train = np.array([_image_statistics(r["image"]) for r in train])
-    s_held = np.array([_image_statistics(r["image"]) for r in held_out])
+    # The statistics plus the mean hue: the crowd has no favourite hue (it cancels
+    # out in the image-only model), each user has one (demo.HUE_TASTE_WEIGHT).
+    s_train = np.array([np.append(_image_statistics(r["image"]), _mean_hue(r["image"])) for r in train])
+    s_held = np.array([np.append(_image_statistics(r["image"]), _mean_hue(r["image"])) for r in held_out])
     s_train, s_held = _standardize(s_train, s_held)
 
     def reviews_of(rows, stats):
@@ -467,6 +495,7 @@ def test_derived_ratings_follow_user_tastes(demo_records, demo_splits):
     assert len(y_held) > 200
     image_only = _accuracy(_fit_logistic(x_train, y_train, l2=3.0), x_held, y_held)
     per_user = _accuracy(_fit_logistic(personal(x_train, u_train), y_train, l2=3.0), personal(x_held, u_held), y_held)
-    # Observed: 0.79 vs 0.71 (majority 0.50).
+    # Observed (generator version 4): 0.76 vs 0.69 (majority 0.52); without the mean hue
+    # in the features the personal model gets only 0.71 (version 3: 0.79 vs 0.71).
     assert image_only >= _majority(y_held) + 0.05, (image_only, _majority(y_held))
     assert per_user >= image_only + 0.05, (per_user, image_only)

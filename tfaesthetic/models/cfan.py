@@ -299,6 +299,10 @@ class CFAN(keras.Model):
             literally.
         dropout: dropout on the interaction's hidden layers.
         index_dropout: training fraction of user/image indices replaced by the OOV row.
+        user_index_dropout: the same for the user indices only; None (default) uses
+            `index_dropout`. A high image rate (to train the OOV image row that every
+            cold image uses) with a low user rate keeps the user codes trained on most
+            reviews.
         review_dropout: training fraction of reviews treated as absent (trains the
             taste profiles end to end).
         profile_weight: weight of the taste-profile matching loss (0 disables it).
@@ -347,6 +351,7 @@ class CFAN(keras.Model):
         scale_logits=True,
         dropout=0.0,
         index_dropout=0.1,
+        user_index_dropout=None,
         review_dropout=0.1,
         profile_weight=1.0,
         lambda_z=0.015,
@@ -370,7 +375,8 @@ class CFAN(keras.Model):
             image_size = PAPER_IMAGE_SIZE if backbone == "vgg16" else backbones_lib.default_image_size(backbone)
 
         # === Layers ===
-        user_oov = OOVIndex(num_users, index_dropout, seed=seed, name="user_oov")
+        user_rate = index_dropout if user_index_dropout is None else user_index_dropout
+        user_oov = OOVIndex(num_users, user_rate, seed=seed, name="user_oov")
         image_oov = OOVIndex(num_images, index_dropout, seed=None if seed is None else seed + 1, name="image_oov")
         # §4.1: parameters other than the backbone are initialised from N(0, 1).
         user_embedding = keras.layers.Embedding(
@@ -492,6 +498,7 @@ class CFAN(keras.Model):
         self.scale_logits = scale_logits
         self.dropout = dropout
         self.index_dropout = index_dropout
+        self.user_index_dropout = user_index_dropout
         self.review_dropout = review_dropout
         self.profile_weight = profile_weight
         self.lambda_z = lambda_z
@@ -604,6 +611,7 @@ class CFAN(keras.Model):
             "scale_logits": self.scale_logits,
             "dropout": self.dropout,
             "index_dropout": self.index_dropout,
+            "user_index_dropout": self.user_index_dropout,
             "review_dropout": self.review_dropout,
             "profile_weight": self.profile_weight,
             "lambda_z": self.lambda_z,

@@ -15,8 +15,14 @@ learnable structure and writes it as ordinary tfaesthetic records (AVA score sca
   are drawn from a Gaussian around it with a per-image spread, discretised to the
   10 AVA bins, so both classes around the threshold 5 are well represented.
 * **Users** (`user_000` ...) each care mostly about one or two attributes (their
-  *taste*) and have a personal bias. A user's opinion of an image is
-  `OPINION_QUALITY_WEIGHT * Q + taste . attributes + bias + noise`.
+  *taste*), have a personal bias and a favourite hue `phi_u` of the colour wheel
+  (spread evenly over the users, so it cancels out in the crowd's votes). A user's
+  opinion of an image is `OPINION_QUALITY_WEIGHT * Q + taste . attributes +
+  HUE_TASTE_WEIGHT * cos(2 pi (hue - phi_u)) + bias + noise`, where `hue` is the
+  base hue of the image's palette. The hue term is the part of personal taste that
+  a small CNN with global pooling sees at once (the image's mean colour), whereas
+  composition, say, needs spatial layout: it is what the no-review (taste-profile)
+  path of CFAN and the visual factors of VBPR can learn at the demo's size.
 * **Comments** (3-10 distinct users per image) are written from the image's actual
   attributes and the user's opinion: photographic-rule sentences (type I) about the
   attributes the user cares about and that agree with the opinion, subjective
@@ -52,7 +58,7 @@ from tfaesthetic import features
 
 GENERATOR_NAME = "tfaesthetic.records.demo"
 # Bump when the generated content changes, so `ensure_demo_records` rebuilds.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 ATTRIBUTES = ("sharpness", "exposure", "composition", "colour", "noise")
 TAGS = ("landscape", "portrait", "still_life", "abstract", "architecture", "floral")
@@ -83,6 +89,13 @@ TASTE_BASE_WEIGHT = 0.1
 SECOND_FOCUS_PROBABILITY = 0.35
 USER_BIAS_STD = 0.35
 OPINION_NOISE = 0.35
+# Weight of the user's favourite hue in the opinion (0 would leave only the tastes
+# above, which a tiny backbone barely sees: see the module docstring).
+HUE_TASTE_WEIGHT = 2.0
+# Favourite hues: user u gets (u * HUE_STEP + jitter) mod 1 turns (golden-ratio
+# steps: evenly spread for any number of users).
+HUE_STEP = 0.6180339887
+HUE_JITTER = 0.05
 
 # Comments per image (inclusive), and the share of images with none.
 COMMENTS_PER_IMAGE = (3, 10)
@@ -132,11 +145,13 @@ class DemoUser:
         name: the user id written to users.tsv (`user_017`).
         taste: weight of each of `ATTRIBUTES` in the user's opinion.
         bias: the user's personal offset (generous > 0, harsh < 0).
+        hue: the user's favourite palette hue, in turns of the colour wheel.
     """
 
     name: str
     taste: tuple
     bias: float
+    hue: float = 0.0
 
     @property
     def focus(self) -> str:
@@ -155,6 +170,7 @@ class DemoImage:
         attributes: one score in [-1, 1] per entry of `ATTRIBUTES` (1 = best).
         exposure_sign: -1 when a bad exposure is too dark, +1 when too bright.
         placement: "thirds", "centre" or "edge".
+        hue: base hue of the palette, in turns of the colour wheel.
         quality: the latent quality Q.
         mean_score: the mean the votes were drawn around.
     """
@@ -165,6 +181,7 @@ class DemoImage:
     attributes: np.ndarray
     exposure_sign: int
     placement: str
+    hue: float
     quality: float
     mean_score: float
 
@@ -218,7 +235,10 @@ def _hsv(h, s, v):
 
 
 def _palette(rng, colour: float):
-    """Four colours whose hue spread grows as `colour` falls from 1 to -1."""
+    """Four colours whose hue spread grows as `colour` falls from 1 to -1.
+
+    The base hue is the first draw of `rng` (`palette_hue` reads it back).
+    """
     h0 = rng.uniform()
     spread = 0.03 + (1.0 - colour) / 2.0 * (MAX_HUE_SPREAD - 0.03)
     sat = 0.45 + (1.0 - colour) / 2.0 * 0.45
@@ -637,7 +657,8 @@ def make_users(num_users: int, seed: int) -> list:
             second = int(rng.choice([k for k in range(len(ATTRIBUTES)) if k != focus]))
             taste[second] = TASTE_SECOND_WEIGHT
         bias = float(rng.normal(0.0, USER_BIAS_STD))
-        users.append(DemoUser(name=f"user_{u:03d}", taste=tuple(float(t) for t in taste), bias=bias))
+        hue = float((u * HUE_STEP + rng.uniform(0.0, HUE_JITTER)) % 1.0)
+        users.append(DemoUser(name=f"user_{u:03d}", taste=tuple(float(t) for t in taste), bias=bias, hue=hue))
     return users
 
 
@@ -649,6 +670,11 @@ def _splits(num_images: int, seed: int) -> list:
     for rank, i in enumerate(order):
         split[i] = "train" if rank < n_train else ("val" if rank < n_train + n_val else "test")
     return split
+
+
+def palette_hue(seed: int, i: int) -> float:
+    """Base hue (turns) of image `i`'s palette: the first draw of its render stream (see `_palette`)."""
+    return float(_rng(seed, _STREAM_RENDER, i).uniform())
 
 
 def _describe_image(i: int, split: str, seed: int) -> DemoImage:
@@ -672,6 +698,7 @@ def _describe_image(i: int, split: str, seed: int) -> DemoImage:
         attributes=attrs,
         exposure_sign=exposure_sign,
         placement=placement,
+        hue=palette_hue(seed, i),
         quality=quality,
         mean_score=mean_score,
     )
@@ -680,7 +707,8 @@ def _describe_image(i: int, split: str, seed: int) -> DemoImage:
 def user_opinion(image: DemoImage, user: DemoUser, noise: float = 0.0) -> float:
     """A user's opinion of an image (> 0: likes it), before the comment is written."""
     taste_term = float(np.dot(user.taste, image.attributes))
-    return OPINION_QUALITY_WEIGHT * image.quality + taste_term + user.bias + noise
+    hue_term = HUE_TASTE_WEIGHT * math.cos(2.0 * math.pi * (image.hue - user.hue))
+    return OPINION_QUALITY_WEIGHT * image.quality + taste_term + hue_term + user.bias + noise
 
 
 def _default_derive():
