@@ -29,8 +29,6 @@ directory. Writes `<out_dir>/cfan_comparison-<time>.md` and `.json`.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import sys
@@ -44,6 +42,8 @@ import numpy as np  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from benchmarks import results_io  # noqa: E402
 
 #: Row -> (preset, variant), in the order of seed 000 Fig. 8.
 MODELS = {
@@ -200,28 +200,21 @@ def main(argv=None):
     print()
     print(table)
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(args.out_dir, f"cfan_comparison-{stamp}")
-    with open(base + ".md", "w", encoding="utf-8") as f:
-        f.write(table + "\n")
-    with open(base + ".json", "w", encoding="utf-8") as f:
-        json.dump(
-            {
-                "args": vars(args),
-                "records_dir": records_dir,
-                "host": platform.node(),
-                "runs": [
-                    {"model": n, "protocol": p, "seed": s, "test": r["test"], "best_epoch": r["best_epoch"],
-                     "epochs": r["epochs"], "train_seconds": r["train_seconds"]}
-                    for (n, p, s), r in runs.items()
-                ],
-            },
-            f,
-            indent=2,
-            default=float,
-        )
-    print(f"\nWrote {base}.md and {base}.json")
+    results_io.write_results(
+        args.out_dir,
+        f"cfan_comparison-{results_io.utc_stamp()}",
+        {
+            **results_io.run_facts(),
+            "args": vars(args),
+            "records_dir": records_dir,
+            "runs": [
+                {"model": n, "protocol": p, "seed": s, "test": r["test"], "best_epoch": r["best_epoch"],
+                 "epochs": r["epochs"], "train_seconds": r["train_seconds"]}
+                for (n, p, s), r in runs.items()
+            ],
+        },
+        markdown=table,
+    )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,9 @@ Writes `benchmarks/results/real_comments-<date>.md` and `.json` (not committed).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -48,6 +45,8 @@ import numpy as np  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from benchmarks import results_io  # noqa: E402
 
 _DEV_NAME = os.path.join("shared", "data", "ava_comments_dev", "ava_comments_dev.jsonl")
 #: The development set: beside the checkout (`../shared/...`), else under /work.
@@ -266,20 +265,14 @@ def main(argv=None):
         if check:
             table += "\n\n" + check_lines(check)
         print(table)
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        os.makedirs(args.out_dir, exist_ok=True)
-        base = os.path.join(args.out_dir, f"real_comments-{stamp}")
-        with open(base + ".md", "w", encoding="utf-8") as f:
-            f.write(table + "\n")
+        stamp = results_io.utc_stamp()
         report = {
-            "created": stamp, "host": socket.gethostname(), "platform": platform.platform(),
+            "created": stamp, **results_io.run_facts(),
             "cpus": os.cpu_count(), "load": os.getloadavg(), "args": vars(args), "jsonl_splits": line_splits,
             "record_splits": manifest["splits"], "build_seconds": build_seconds, "rows": rows, "runs": runs,
             "review_check": check, "consistency": manifest.get("consistency"),
         }
-        with open(base + ".json", "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2, ensure_ascii=False)
-        print(f"wrote {base}.md and {base}.json")
+        results_io.write_results(args.out_dir, f"real_comments-{stamp}", report, markdown=table)
         return report
     finally:
         if not args.keep and not args.work_dir:
