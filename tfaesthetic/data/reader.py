@@ -49,14 +49,6 @@ CACHE_AUTO_MAX_BYTES = 1 << 30
 #: 0 expands one image after the other (`flat_map`, as the evaluation branch does).
 REVIEW_CYCLE_LENGTH = 8
 
-#: Cached image-mode pipeline: the per-image steps after the cache (the training flip,
-#: the outputs' structure) run once per batch, with no per-image map left after the
-#: cache. On the training branch the cache holds each image with its mirror image
-#: (`[2, S, S, 3]`, twice the pixels) and a batch takes one of the two per image at
-#: random, with one gather (`Parser.augment_image`'s flip, probability 1/2 per image):
-#: 3x less CPU per example at 64 px, 1.5x at 224 px than a flip per image.
-BATCHED_FINISH = True
-
 
 def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> list:
     """Paths of the shards of `split`, from the manifest, in name order.
@@ -209,8 +201,8 @@ def cache_bytes(config, manifest: dict, split: str, is_training: bool) -> int:
 
 
 def mirrors_cached(config, is_training: bool) -> bool:
-    """Whether a cached split also holds each image's mirror image (see `BATCHED_FINISH`)."""
-    return (BATCHED_FINISH and is_training and config.mode == "image" and getattr(config, "augment", True)
+    """Whether a cached training split also holds each image's mirror image (image mode, augmented)."""
+    return (is_training and config.mode == "image" and getattr(config, "augment", True)
             and "image" in tuple(config.features))
 
 
@@ -347,7 +339,13 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
         return (feats, labels, metadata) if include_metadata else (feats, labels)
 
     map_kwargs = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    batched_finish = cache and image_mode and BATCHED_FINISH
+    # Cached image-mode pipeline: the per-image steps after the cache (the training flip,
+    # the outputs' structure) run once per batch, with no per-image map left after the
+    # cache. On the training branch the cache holds each image with its mirror image
+    # (`[2, S, S, 3]`, twice the pixels) and a batch takes one of the two per image at
+    # random, with one gather (`Parser.augment_image`'s flip, probability 1/2 per image):
+    # 3x less CPU per example at 64 px, 1.5x at 224 px than a flip per image.
+    batched_finish = cache and image_mode
     if cache:
         mirrored = batched_finish and mirrors_cached(config, is_training) and parser.augment
 

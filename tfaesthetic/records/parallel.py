@@ -55,6 +55,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from tfaesthetic import features
 from tfaesthetic import images as images_lib
+from tfaesthetic.records import reviews
 
 # Consecutive records per task and tasks in flight per worker.
 CHUNK = 8
@@ -326,8 +327,6 @@ def review_compounds(record) -> Optional[list]:
     """
     if record.votes is None or not record.comments or sum(record.votes) <= 0:
         return []
-    from tfaesthetic.records import reviews
-
     try:
         return [reviews.vader_compound(c.text) for c in record.comments]
     except Exception:  # noqa: BLE001 -- the parent's review check reports it

@@ -416,7 +416,7 @@ def _count_words(tokens: list, rules: ReviewRules) -> tuple:
     negated_until = -1
     excess_at = -2
     for i, word in enumerate(tokens):
-        if word in negations or word.endswith("n't"):
+        if word in negations:
             negated_until = i + rules.negation_window
             continue
         if word in rules.excess_words or (excess_at == i and word in ("much", "many")):
@@ -467,7 +467,7 @@ def lexicon_table(vocabulary_words: Sequence[str], rules: ReviewRules = ReviewRu
     table = np.zeros((len(vocabulary_words) + features.NUM_RESERVED_TOKENS, 4), np.float32)
     for i, word in enumerate(vocabulary_words):
         row = table[i + features.NUM_RESERVED_TOKENS]
-        if word in negations or word.endswith("n't"):
+        if word in negations:
             row[1] = 1.0
         elif word in rules.excess_words:
             row[2] = 1.0
@@ -560,7 +560,7 @@ def derive(text: str, rules: ReviewRules = ReviewRules()) -> Derivation:
         elif positive != negative:
             good = positive > negative
         else:
-            good = _compound(text) >= 0
+            good = vader_compound(text) >= 0
         cleaned = GOOD_TEXT if good else BAD_TEXT
         if rules.rewrite_feelings:
             positive, negative = count_sentiment(cleaned, rules)
@@ -591,9 +591,6 @@ def _analyzer():
 def vader_compound(text: str) -> float:
     """VADER's compound score of a text (the `vader_sign` / `vader_positive` references of `review_check`)."""
     return float(_analyzer().polarity_scores(text)["compound"])
-
-
-_compound = vader_compound
 
 
 def consistency(mean_scores: Sequence[float], ratings_per_image: Sequence[Iterable[int]], threshold: float) -> float:
@@ -728,7 +725,7 @@ def review_check(records, scale: features.ScoreScale, compounds: Optional[Sequen
     means = [mean_score(r.votes, scale) for r in rows]
     derived = [[int(c.rating) for c in r.comments] for r in rows]
     if compounds is None:
-        compounds = [[_compound(c.text) for c in r.comments] for r in rows]
+        compounds = [[vader_compound(c.text) for c in r.comments] for r in rows]
     else:
         compounds = [list(compounds[i]) for i in kept]
     rated = [i for i, s in enumerate(derived) if any(x in (0, 1) for x in s)]

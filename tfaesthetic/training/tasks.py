@@ -8,6 +8,7 @@ strategy under the default one (for evaluation, saving and export).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Optional
 
@@ -45,13 +46,17 @@ class Task:
     def num_bins(self) -> int:
         return int(self.manifest["score_scale"]["num_bins"])
 
+    @functools.cached_property
+    def vocabulary_words(self) -> list:
+        """The records' vocabulary in id order (`vocab.txt`), read once."""
+        return records_info.vocabulary_words(self.config.data.records_dir)
+
     def vectors(self) -> Optional[np.ndarray]:
         """The word-vector matrix for the vocabulary, or None without `--embeddings`."""
         path = self.config.model.embeddings
         if not path:
             return None
-        words = records_info.vocabulary_words(self.config.data.records_dir)
-        matrix, report = load_vectors(path, words)
+        matrix, report = load_vectors(path, self.vocabulary_words)
         print(f"Word vectors from {path}: {report}")
         return matrix
 
@@ -119,12 +124,10 @@ class MRACNNTask(Task):
             model.initialize_embeddings(vectors, trainable=False)
         lexicon = getattr(model, "sentiment_lexicon_layer", None) is not None
         subwords = getattr(getattr(model, "ngram_bag", None), "subword_buckets", 0)
-        if lexicon or subwords:
-            words = records_info.vocabulary_words(self.config.data.records_dir)
-            if lexicon:  # the prior word polarities of the review derivation's lexicon (frozen)
-                model.initialize_lexicon(reviews.lexicon_table(words))
-            if subwords:  # each word's hashed character n-grams (frozen)
-                model.initialize_subwords(words)
+        if lexicon:  # the prior word polarities of the review derivation's lexicon (frozen)
+            model.initialize_lexicon(reviews.lexicon_table(self.vocabulary_words))
+        if subwords:  # each word's hashed character n-grams (frozen)
+            model.initialize_subwords(self.vocabulary_words)
         return model
 
     def losses(self, model):
