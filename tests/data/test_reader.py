@@ -244,3 +244,16 @@ def test_cached_training_branch_flips_whole_images_at_random(records_dir):
     manifest = reader.writer.read_manifest(path)
     extra = reader.cache_bytes(config, manifest, "train", True) - reader.cache_bytes(plain_config, manifest, "train", True)
     assert extra == manifest["splits"]["train"] * S * S * 3
+
+
+def test_a_manifest_passed_down_is_not_read_again(records_dir, monkeypatch):
+    path, _ = records_dir
+    manifest = writer.read_manifest(path)
+    reads = []
+    original = writer.read_manifest
+    monkeypatch.setattr(writer, "read_manifest", lambda d: reads.append(d) or original(d))
+    given = reader.build_dataset(_config(path), is_training=False, split="train", manifest=manifest)
+    assert reads == []  # the caller's manifest is the one used (the trainer's Task reads it once)
+    read_here = reader.build_dataset(_config(path), is_training=False, split="train")
+    assert reads  # without one, build_dataset reads it itself
+    assert sum(1 for _ in given) == sum(1 for _ in read_here)

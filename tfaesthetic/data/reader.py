@@ -70,13 +70,15 @@ def shard_paths(records_dir, split: str, manifest: Optional[dict] = None) -> lis
     return paths
 
 
-def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = False) -> dict:
+def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = False,
+                    manifest: Optional[dict] = None) -> dict:
     """Checks that the shards of `split` (all splits when None) are complete.
 
     Args:
         records_dir: the records directory.
         split: a split name or None for all.
         full: also read every record with `tf.data` (checks CRCs; reads all bytes).
+        manifest: the records' manifest when the caller has read it (else read here).
 
     Returns:
         `{path: number_of_records}`.
@@ -85,7 +87,7 @@ def validate_shards(records_dir, split: Optional[str] = None, *, full: bool = Fa
         ShardError: naming the file that is missing, truncated, changed size since
             the manifest was written, or corrupt.
     """
-    manifest = writer.read_manifest(records_dir)
+    manifest = manifest if manifest is not None else writer.read_manifest(records_dir)
     manifest_path = os.path.join(str(records_dir), writer.MANIFEST)
     sizes = manifest.get("files", {}).get("shard_bytes", {})
     fingerprints = manifest.get("files", {}).get("shard_fingerprints", {})
@@ -261,7 +263,7 @@ def make_parser(config, manifest: dict, records_dir, split=None) -> parser_lib.P
     )
 
 
-def build_dataset(config, is_training: bool, *, split=None, include_metadata=False, input_context=None):
+def build_dataset(config, is_training: bool, *, split=None, include_metadata=False, input_context=None, manifest=None):
     """Builds the batched `tf.data.Dataset` of `(features, labels[, metadata])`.
 
     Args:
@@ -272,6 +274,8 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
         input_context: a `tf.distribute.InputContext` (from
             `distribute_datasets_from_function`): shard by input pipeline and batch
             with the per-replica batch size.
+        manifest: the records' manifest when the caller has read it (the trainer's
+            Task reads it once and passes it down); else it is read here.
 
     Returns:
         A `tf.data.Dataset` (one pass over the split; repeat it yourself if needed).
@@ -284,14 +288,14 @@ def build_dataset(config, is_training: bool, *, split=None, include_metadata=Fal
     if not records_dir:
         raise ValueError("DataConfig.records_dir is empty. Received: records_dir=''")
     split = split or ("train" if is_training else "val")
-    manifest = writer.read_manifest(records_dir)
+    manifest = manifest if manifest is not None else writer.read_manifest(records_dir)
     parser = make_parser(config, manifest, records_dir, split)
     # Warm protocol: every part is cut from the training records' reviews (the
     # val/test records, images never trained on, belong to the cold protocol).
     shard_split = "train" if warm_protocol(config) else split
     paths = shard_paths(records_dir, shard_split, manifest)
     if getattr(config, "validate_shards", True):
-        validate_shards(records_dir, shard_split)
+        validate_shards(records_dir, shard_split, manifest=manifest)
 
     seed = getattr(config, "seed", None)
     batch_size = int(config.global_batch_size)

@@ -32,10 +32,12 @@ def build_datasets(config, task, model, *, input_context=None) -> tuple:
     def prepare(ds):
         return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
-    train = prepare(data.build_dataset(config.data, True, split="train", input_context=input_context))
+    train = prepare(data.build_dataset(
+        config.data, True, split="train", input_context=input_context, manifest=task.manifest))
     val = None
     if num_split_examples(task.manifest, "val"):
-        val = prepare(data.build_dataset(config.data, False, split="val", input_context=input_context))
+        val = prepare(data.build_dataset(
+            config.data, False, split="val", input_context=input_context, manifest=task.manifest))
     return with_known_length(train, val, config, task.manifest, input_context)
 
 

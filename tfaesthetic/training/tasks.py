@@ -136,7 +136,8 @@ class MRACNNTask(Task):
         return {"distribution": EMD(r=2)}, {"distribution": 1.0}
 
     def evaluate(self, model, split):
-        dataset = data.build_dataset(self.config.data, False, split=split, include_metadata=True)
+        dataset = data.build_dataset(
+            self.config.data, False, split=split, include_metadata=True, manifest=self.manifest)
         keys = tuple(input_keys(model))
         dataset = dataset.map(lambda f, y, meta: ({k: f[k] for k in keys}, y, meta))
         results = evaluation.evaluate_model(
@@ -168,7 +169,8 @@ class ReviewTask(Task):
         return model_class(m.name).from_manifest(self.manifest, **kwargs)
 
     def evaluate(self, model, split):
-        dataset = data.build_dataset(self.config.data, False, split=split, include_metadata=True)
+        dataset = data.build_dataset(
+            self.config.data, False, split=split, include_metadata=True, manifest=self.manifest)
         results = ranking.evaluate_personalised(
             model,
             dataset,
