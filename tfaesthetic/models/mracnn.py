@@ -8,7 +8,6 @@ import numpy as np
 from tfaesthetic.features import AVA_SCALE, PHOTONET_SCALE, ScoreScale
 from tfaesthetic.layers.mfb_pooling import MFBPooling
 from tfaesthetic.layers.ngram_bag import POOLINGS as BAG_POOLINGS, NGramBag
-from tfaesthetic.layers.polynomial_head import PolynomialBinHead
 from tfaesthetic.layers.recurrent_attention import RecurrentAttention
 from tfaesthetic.layers.sentiment_lexicon import SentimentLexicon
 from tfaesthetic.layers.text_cnn import EMPTY_TEXT, TextCNN
@@ -154,11 +153,6 @@ class MRACNN(keras.Model):
             (`default_losses`).
         mean_score_variance: the unit `σ²` of that squared error (about the
             variance of the mean scores; 0.5 for AVA).
-        head_degree: 0 (default): the head is a dense layer with one free logit
-            per bin (the paper's); `p >= 1`: the logits are a degree-`p`
-            polynomial of the bin's position whose coefficients depend on the
-            features, plus a learned per-bin offset (`PolynomialBinHead`; 2 is a
-            discretised Gaussian family). Fewer weights: for small training sets.
         **kwargs: `keras.Model` arguments (`name`, `trainable`, `dtype`).
 
     Call arguments:
@@ -211,7 +205,6 @@ class MRACNN(keras.Model):
         sentiment_lexicon=False,
         mean_score_weight=0.0,
         mean_score_variance=0.5,
-        head_degree=0,
         **kwargs,
     ):
         if variant not in VARIANTS:
@@ -312,12 +305,7 @@ class MRACNN(keras.Model):
                 merge = keras.layers.Add if fusion == "sum" else keras.layers.Multiply
                 self.fusion_layer = merge(name=f"{fusion}_fusion")
         self.head_dropout_layer = keras.layers.Dropout(_rate("head_dropout", head_dropout), name="head_dropout")
-        if isinstance(head_degree, bool) or not isinstance(head_degree, (int, np.integer)) or head_degree < 0:
-            raise ValueError(f"`head_degree` must be an integer >= 0. Received: head_degree={head_degree!r}")
-        if head_degree:
-            self.head = PolynomialBinHead(num_bins, degree=int(head_degree), name="head")
-        else:
-            self.head = keras.layers.Dense(num_bins, name="head")
+        self.head = keras.layers.Dense(num_bins, name="head")
         # Softmax and attention maps in float32, also under mixed precision.
         self.softmax = keras.layers.Activation("softmax", dtype="float32", name="distribution")
         self.attention_output = keras.layers.Activation("linear", dtype="float32", name="attention") if has_attention else None
@@ -394,7 +382,6 @@ class MRACNN(keras.Model):
         self.sentiment_lexicon = bool(sentiment_lexicon)
         self.mean_score_weight = float(mean_score_weight)
         self.mean_score_variance = float(mean_score_variance)
-        self.head_degree = int(head_degree)
 
     @property
     def input_keys(self):
@@ -565,7 +552,6 @@ class MRACNN(keras.Model):
             "sentiment_lexicon": self.sentiment_lexicon,
             "mean_score_weight": self.mean_score_weight,
             "mean_score_variance": self.mean_score_variance,
-            "head_degree": self.head_degree,
         }
 
     @classmethod
