@@ -41,8 +41,9 @@ WORDS = ["nice", "nicely", "colour", "colours", "colourful", "the", "sharp", "sh
          "lighting", "blur", "blurry", "supercalifragilisticexpialidocious-and-then-some"]
 
 
-def numpy_subwords(tokens, words, vectors, num_buckets, pooling="mean"):
-    """c = Σ_i mean_{g in G(t_i)} C[g] / z(n), G(t) the hashed character 2-5-grams of <word>."""
+def numpy_subwords(tokens, words, vectors, num_buckets, pooling="mean", subword_pooling="mean"):
+    """c = Σ_i (Σ_{g in G(t_i)} C[g] / w(|G(t_i)|)) / z(n), G(t) the hashed character 2-5-grams of <word>,
+    w(m) = m ("mean") or sqrt(m) ("sqrt")."""
     z = (lambda m: max(m, 1)) if pooling == "mean" else (lambda m: np.sqrt(max(m, 1)))
     out = []
     for row in tokens:
@@ -50,7 +51,8 @@ def numpy_subwords(tokens, words, vectors, num_buckets, pooling="mean"):
         per_word = []
         for t in ids:
             grams = subword_ids(words[t - 2], num_buckets) if t >= 2 else []
-            per_word.append(np.mean([vectors[g] for g in grams], axis=0) if grams else np.zeros(vectors.shape[1]))
+            w = len(grams) if subword_pooling == "mean" else np.sqrt(len(grams))
+            per_word.append(np.sum([vectors[g] for g in grams], axis=0) / w if grams else np.zeros(vectors.shape[1]))
         out.append(np.sum(per_word, axis=0) / z(len(ids)) if ids else np.zeros(vectors.shape[1]))
     return np.array(out)
 
@@ -81,14 +83,17 @@ class NGramBagTest(TestCase):
         grams = subword_ids("ab", 1000)
         self.assertLen(grams, 3 + 2 + 1)  # "<a","ab","b>", "<ab","ab>", "<ab>": 2- to 5-grams of "<ab>"
         self.assertLen(subword_ids(WORDS[-1], 1000), MAX_SUBWORDS)  # a long word keeps its first ones
-        for pooling in ("mean", "sqrt"):
-            layer = NGramBag(vocab_size=16, units=3, num_buckets=7, subword_buckets=50, pooling=pooling)
+        for pooling, subword_pooling in (("mean", "mean"), ("sqrt", "mean"), ("sqrt", "sqrt"), ("mean", "sqrt")):
+            layer = NGramBag(
+                vocab_size=16, units=3, num_buckets=7, subword_buckets=50, pooling=pooling,
+                subword_pooling=subword_pooling,
+            )
             layer.set_subwords(WORDS)
             rng = np.random.default_rng(2)
             for w in layer.trainable_weights:
                 w.assign(rng.normal(size=w.shape).astype("float32"))
             u, b, c = (np.asarray(w, "float64") for w in layer.trainable_weights)
-            expected = numpy_bag(TOKENS, u, b, 7, pooling) + numpy_subwords(TOKENS, WORDS, c, 50, pooling)
+            expected = numpy_bag(TOKENS, u, b, 7, pooling) + numpy_subwords(TOKENS, WORDS, c, 50, pooling, subword_pooling)
             self.assertAllClose(layer(TOKENS), expected, atol=1e-5)
         # Shared stems share n-grams (what the option is for).
         self.assertTrue(set(subword_ids("colour", 1000)) & set(subword_ids("colourful", 1000)))
@@ -147,6 +152,8 @@ class NGramBagTest(TestCase):
             NGramBag(vocab_size=4, num_buckets=-1)
         with pytest.raises(ValueError, match="Received: scale=0"):
             NGramBag(vocab_size=4, scale=0)
+        with pytest.raises(ValueError, match="Received: subword_pooling='max'"):
+            NGramBag(vocab_size=4, subword_pooling="max")
 
 
 class TextCNNVectorPoolingTest(TestCase):

@@ -53,7 +53,11 @@ class NGramBag(keras.layers.Layer):
         c = Σ_i (1 / |G(t_i)|) Σ_{g in G(t_i)} C[g] / z(n),    y = scale · (u + b + c),
 
     with `G(t)` the hashed character n-grams of word `t` (`subword_ids`) and `C`
-    `[subword_buckets, units]`. `G` is a frozen int table `[vocab_size,
+    `[subword_buckets, units]`. With `subword_pooling="sqrt"` the inner sum is
+    divided by `sqrt(|G(t_i)|)` instead of `|G(t_i)|` (the Euclidean norm of the
+    word's n-gram counts, as TF-IDF's row normalisation does), so that an n-gram
+    vector of a given size weighs about `sqrt(|G|)` (≈ 4) times more than under the
+    mean and costs that much less L2 penalty for the same effect. `G` is a frozen int table `[vocab_size,
     MAX_SUBWORDS]` filled from the vocabulary words by `set_subwords` (the trainer
     does) and saved with the model, so serving needs nothing new.
 
@@ -74,6 +78,8 @@ class NGramBag(keras.layers.Layer):
         subword_buckets: hash buckets of the words' character n-grams (0: none).
         subword_min_n: shortest character n-gram.
         subword_max_n: longest character n-gram.
+        subword_pooling: `"mean"` or `"sqrt"`: how a word's n-gram vectors are
+            pooled (divided by their count or by its square root).
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -96,6 +102,7 @@ class NGramBag(keras.layers.Layer):
         subword_buckets=0,
         subword_min_n=2,
         subword_max_n=5,
+        subword_pooling="mean",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -108,6 +115,10 @@ class NGramBag(keras.layers.Layer):
                 raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        if subword_pooling not in POOLINGS:
+            raise ValueError(
+                f"`subword_pooling` must be one of {POOLINGS}. Received: subword_pooling={subword_pooling!r}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
         if not l2 >= 0.0:
@@ -129,6 +140,7 @@ class NGramBag(keras.layers.Layer):
         self.subword_buckets = int(subword_buckets)
         self.subword_min_n = int(subword_min_n)
         self.subword_max_n = int(subword_max_n)
+        self.subword_pooling = subword_pooling
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
 
     def build(self, input_shape):
@@ -198,9 +210,11 @@ class NGramBag(keras.layers.Layer):
             grams = ops.cast(self.subwords, "int32")  # [V, K]
             present = ops.cast(ops.not_equal(grams, 0), self.compute_dtype)
             vectors = ops.take(ops.cast(self.subword_vectors, self.compute_dtype), grams, axis=0)  # [V, K, units]
-            per_word = ops.sum(vectors * ops.expand_dims(present, -1), axis=1) / ops.maximum(
-                ops.sum(present, axis=1, keepdims=True), 1.0
-            )  # [V, units]: the mean n-gram vector of each word
+            grams_count = ops.maximum(ops.sum(present, axis=1, keepdims=True), 1.0)
+            if self.subword_pooling == "sqrt":
+                grams_count = ops.sqrt(grams_count)
+            per_word = ops.sum(vectors * ops.expand_dims(present, -1), axis=1) / grams_count
+            # [V, units]: the mean (or sqrt-pooled) n-gram vector of each word
             words = ops.take(per_word, tokens, axis=0)  # [B, N, units]
             features = features + ops.sum(words * ops.expand_dims(real, -1), axis=1) / self._normaliser(count)
         if self.scale != 1.0:
@@ -224,6 +238,7 @@ class NGramBag(keras.layers.Layer):
                 "subword_buckets": self.subword_buckets,
                 "subword_min_n": self.subword_min_n,
                 "subword_max_n": self.subword_max_n,
+                "subword_pooling": self.subword_pooling,
             }
         )
         return config

@@ -135,6 +135,9 @@ class MRACNN(keras.Model):
             the bag (`NGramBag(subword_buckets=...)`, fastText's subwords; 0 =
             none). Their frozen word → n-gram table is filled by
             `initialize_subwords` (the trainer does, from `vocab.txt`).
+        bag_subword_pooling: `"mean"` or `"sqrt"`: a word's n-gram vectors
+            divided by their count or its square root
+            (`NGramBag(subword_pooling=...)`).
         fine_tune_vectors: keep training word vectors loaded with
             `initialize_embeddings` (the paper freezes them).
         vector_pooling: Text-CNN extra features: masked mean / max / min over
@@ -200,6 +203,7 @@ class MRACNN(keras.Model):
         bag_l2=0.0,
         bag_scale=1.0,
         bag_subword_buckets=0,
+        bag_subword_pooling="mean",
         fine_tune_vectors=False,
         vector_pooling=(),
         sentiment_lexicon=False,
@@ -218,6 +222,11 @@ class MRACNN(keras.Model):
             raise ValueError(f"`text_encoder` must be one of {TEXT_ENCODERS}. Received: text_encoder={text_encoder!r}")
         if bag_pooling not in BAG_POOLINGS:
             raise ValueError(f"`bag_pooling` must be one of {BAG_POOLINGS}. Received: bag_pooling={bag_pooling!r}")
+        if bag_subword_pooling not in BAG_POOLINGS:
+            raise ValueError(
+                f"`bag_subword_pooling` must be one of {BAG_POOLINGS}. "
+                f"Received: bag_subword_pooling={bag_subword_pooling!r}"
+            )
         num_bins = _positive_int("num_bins", num_bins)
         if not float(mean_score_weight) >= 0.0:
             raise ValueError(f"`mean_score_weight` must be >= 0. Received: mean_score_weight={mean_score_weight!r}")
@@ -280,6 +289,7 @@ class MRACNN(keras.Model):
                     l2=float(bag_l2),
                     scale=float(bag_scale),
                     subword_buckets=int(bag_subword_buckets),
+                    subword_pooling=bag_subword_pooling,
                     name="ngram_bag",
                 )
             if sentiment_lexicon:
@@ -377,6 +387,7 @@ class MRACNN(keras.Model):
         self.bag_l2 = bag_l2
         self.bag_scale = bag_scale
         self.bag_subword_buckets = bag_subword_buckets
+        self.bag_subword_pooling = bag_subword_pooling
         self.fine_tune_vectors = bool(fine_tune_vectors)
         self.vector_pooling = tuple(vector_pooling)
         self.sentiment_lexicon = bool(sentiment_lexicon)
@@ -547,6 +558,7 @@ class MRACNN(keras.Model):
             "bag_l2": self.bag_l2,
             "bag_scale": self.bag_scale,
             "bag_subword_buckets": self.bag_subword_buckets,
+            "bag_subword_pooling": self.bag_subword_pooling,
             "fine_tune_vectors": self.fine_tune_vectors,
             "vector_pooling": list(self.vector_pooling),
             "sentiment_lexicon": self.sentiment_lexicon,
