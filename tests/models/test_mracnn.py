@@ -355,7 +355,7 @@ def test_learns_on_demo_records(demo_records):
 # --------------------------------------------------------------------------------------
 
 BAG = dict(text_encoder="cnn_bag", bag_units=4, bag_buckets=13, bag_pooling="sqrt", bag_l2=1e-4,
-           vector_pooling=("mean", "max"), sentiment_lexicon=True, bag_subword_buckets=31)
+           vector_pooling=("mean", "max"), sentiment_lexicon=True, bag_subword_buckets=31, bag_subword_pooling="sqrt")
 
 
 @pytest.mark.parametrize("variant", ["text_only", "full"])
@@ -413,6 +413,8 @@ def test_cnn_bag_rejects_unknown_options():
         MRACNN(**TINY, variant="text_only", text_encoder="lstm")
     with pytest.raises(ValueError, match="Received: bag_pooling='max'"):
         MRACNN(**TINY, variant="text_only", text_encoder="cnn_bag", bag_pooling="max")
+    with pytest.raises(ValueError, match="Received: bag_subword_pooling='sum'"):
+        MRACNN(**TINY, variant="text_only", text_encoder="cnn_bag", bag_subword_pooling="sum")
 
 
 def test_fine_tune_vectors_keeps_loaded_vectors_trainable():
@@ -491,7 +493,7 @@ TEXT_VARIANTS = {
     "cnn": dict(),
     "cnn_bag": dict(text_encoder="cnn_bag", bag_units=16, bag_buckets=4096, bag_pooling="sqrt", bag_l2=1e-4,
                     vector_pooling=["mean", "max", "min"], kernel_sizes=[1, 2], sentiment_lexicon=True,
-                    bag_subword_buckets=4096),
+                    bag_subword_buckets=4096, bag_subword_pooling="sqrt"),
 }
 
 
