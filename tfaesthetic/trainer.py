@@ -145,7 +145,9 @@ def _check_budgets(config, manifest) -> None:
                 f"Expected a positive integer (or no flag: one pass over the split). Received: {flag}={value}"
             )
     if not 0.0 <= float(t.ema_momentum or 0.0) < 1.0:
-        raise config_lib.ConfigError(f"Expected 0 <= ema_momentum < 1 (0 disables). Received: ema_momentum={t.ema_momentum}")
+        raise config_lib.ConfigError(
+            f"Expected 0 <= ema_momentum < 1 (0 disables). Received: ema_momentum={t.ema_momentum}"
+        )
     if t.ema_momentum and config.runtime.strategy == "multi_worker":
         raise config_lib.ConfigError(
             f"ema_momentum={t.ema_momentum} (weight averaging) is not supported with --strategy=multi_worker."
