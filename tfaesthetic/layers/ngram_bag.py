@@ -57,9 +57,10 @@ class NGramBag(keras.layers.Layer):
     divided by `sqrt(|G(t_i)|)` instead of `|G(t_i)|` (the Euclidean norm of the
     word's n-gram counts, as TF-IDF's row normalisation does), so that an n-gram
     vector of a given size weighs about `sqrt(|G|)` (≈ 4) times more than under the
-    mean and costs that much less L2 penalty for the same effect. `G` is a frozen int table `[vocab_size,
-    MAX_SUBWORDS]` filled from the vocabulary words by `set_subwords` (the trainer
-    does) and saved with the model, so serving needs nothing new.
+    mean and costs that much less L2 penalty for the same effect. `G` is a frozen
+    int table `[vocab_size, MAX_SUBWORDS]` filled from the vocabulary words by
+    `set_subwords` (the trainer does) and saved with the model, so serving needs
+    nothing new.
 
     It reads the same token ids as the Text-CNN (the tokeniser of
     `tfaesthetic.text`), so the serving graph needs nothing new; the hash is
