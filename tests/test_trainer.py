@@ -212,32 +212,3 @@ def test_run_state_patience_best_epoch_and_reload(tmp_path):
     # An improvement resets the counter.
     assert not reloaded.end_epoch(model, 4, {"loss": 1.0, "val_loss": 0.4}, "val_loss")
     assert (reloaded.best_epoch, reloaded.wait) == (4, 0)
-
-
-@pytest.mark.slow
-def test_weight_averaging_validates_checkpoints_and_resumes_the_averaged_weights(demo_records, tmp_path):
-    from tfaesthetic import trainer
-
-    # Epoch 1 learns; epoch 2 has learning rate 0 ("step_epochs", ×0 after 1 epoch):
-    # the raw weights R1 stay put and only the average moves, E ← m·E + (1 − m)·R1 per
-    # step, whatever the data order. So an uninterrupted run and one resumed after
-    # epoch 1 must end with the same weights, and that only holds if the resumed run
-    # puts R1 back into the model and E1 into the average (the checkpoint holds them
-    # swapped).
-    def config(epochs):
-        return tiny_experiment(
-            "demo", demo_records, model__variant="text_only", trainer__epochs=epochs, trainer__ema_momentum=0.5,
-            trainer__schedule="step_epochs", trainer__decay_rate=0.0, trainer__decay_every=1,
-            trainer__early_stopping_patience=0,
-        )
-
-    straight = trainer.train(config(2), str(tmp_path / "straight"), restore_best=False)
-    e1 = trainer.train(config(1), str(tmp_path / "resumed"), restore_best=False).model.get_weights()
-    resumed = trainer.train(config(2), str(tmp_path / "resumed"), restore_best=False)
-    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert any(not np.allclose(a, b) for a, b in zip(e1, resumed.model.get_weights())), "the average did not move"
-    # The model returned (and checkpointed) holds the weights that were validated.
-    val = trainer.build_datasets(config(2), straight.task, straight.model)[1]
-    logs = straight.model.evaluate(val, steps=1, return_dict=True, verbose=0)
-    np.testing.assert_allclose(logs["loss"], straight.state.history["val_loss"][-1], rtol=1e-4)

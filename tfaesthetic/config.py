@@ -121,12 +121,6 @@ class TrainerConfig:
         jit_compile: compile the train step with XLA.
         mixed_precision: train with the "mixed_float16" policy (outputs kept float32).
         verbose: Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch.
-        ema_momentum: weight averaging (Polyak): when > 0, the optimizer keeps an
-            exponential moving average of the trainable weights,
-            `avg ← m · avg + (1 − m) · w` after every step (Keras' `use_ema`,
-            `ema_momentum=m`), and validation, early stopping, the checkpoints, the
-            evaluation and the export all use the averaged weights; 0 (default)
-            disables it. Not with the "multi_worker" strategy.
     """
 
     epochs: int = 30
@@ -144,7 +138,6 @@ class TrainerConfig:
     jit_compile: bool = False
     mixed_precision: bool = False
     verbose: int = 1
-    ema_momentum: float = 0.0
 
 
 @dataclasses.dataclass

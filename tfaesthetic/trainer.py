@@ -71,7 +71,7 @@ from tfaesthetic.training import multi_worker
 # The public names of the training package, re-exported: `trainer` is the one module
 # a caller (CLI, tuner, test) needs.
 from tfaesthetic.training.datasets import build_datasets, num_batches, num_split_examples, with_known_length  # noqa: F401
-from tfaesthetic.training.optimization import AveragedWeightsSwap, learning_rate_at_epoch, make_optimizer  # noqa: F401
+from tfaesthetic.training.optimization import learning_rate_at_epoch, make_optimizer  # noqa: F401
 from tfaesthetic.training.runtime import configure_logical_devices, create_strategy, is_chief, is_multi_worker  # noqa: F401
 from tfaesthetic.training.state import (  # noqa: F401
     BEST_WEIGHTS, LOCK_FILE, STATE_FILE, RunDirLocked, RunLock, RunState, RunStateCallback, lock_run_dir, unlock_run_dir,
@@ -144,14 +144,6 @@ def _check_budgets(config, manifest) -> None:
             raise config_lib.ConfigError(
                 f"Expected a positive integer (or no flag: one pass over the split). Received: {flag}={value}"
             )
-    if not 0.0 <= float(t.ema_momentum or 0.0) < 1.0:
-        raise config_lib.ConfigError(
-            f"Expected 0 <= ema_momentum < 1 (0 disables). Received: ema_momentum={t.ema_momentum}"
-        )
-    if t.ema_momentum and config.runtime.strategy == "multi_worker":
-        raise config_lib.ConfigError(
-            f"ema_momentum={t.ema_momentum} (weight averaging) is not supported with --strategy=multi_worker."
-        )
     if (t.early_stopping_patience or 0) < 0:
         raise config_lib.ConfigError(
             f"Expected --patience >= 0 (0 disables early stopping). Received: --patience={t.early_stopping_patience}"
@@ -413,9 +405,6 @@ def _train_with_fit(config, task, strategy, state, work_dir, *, tb_images=False)
             RunStateCallback(state, config.trainer, monitor, save_model=model if fit_model is not model else None),
             keras.callbacks.TensorBoard(log_dir=os.path.join(work_dir, "logs")),
         ]
-        if config.trainer.ema_momentum:
-            # Weight averaging: the averaged weights are validated and checkpointed.
-            callbacks.insert(0, AveragedWeightsSwap(resumed=state.epoch > 0))
         if tb_images and fit_model is model:
             gallery = report_lib.tensorboard_callback(
                 model, config.data, task.manifest, os.path.join(work_dir, "logs", "images")
@@ -432,10 +421,6 @@ def _train_with_fit(config, task, strategy, state, work_dir, *, tb_images=False)
             verbose=config.trainer.verbose,
             shuffle=False,  # the input pipeline shuffles; fit cannot shuffle a tf.data.Dataset
         )
-        if config.trainer.ema_momentum:
-            # fit's final `finalize_variable_values` puts the raw weights back into
-            # the model; the last checkpoint holds the averaged ones.
-            state.restore_weights(model)
     state.finish()
     if strategy.num_replicas_in_sync > 1 or strategy is not tf.distribute.get_strategy():
         return plain_copy(model, task, config)

@@ -57,39 +57,10 @@ def make_optimizer(trainer: config_lib.TrainerConfig) -> keras.optimizers.Optimi
         )
     else:
         lr = float(trainer.learning_rate)
-    # Weight averaging (`TrainerConfig.ema_momentum`): Keras' moving average of the weights.
-    ema = dict(use_ema=True, ema_momentum=float(trainer.ema_momentum)) if trainer.ema_momentum else {}
     if trainer.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr, beta_1=trainer.beta_1, beta_2=trainer.beta_2, **ema)
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=trainer.beta_1, beta_2=trainer.beta_2)
     if trainer.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=trainer.momentum, **ema)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=trainer.momentum)
     raise config_lib.ConfigError(
         f"Unknown optimizer. Expected one of {config_lib.OPTIMIZERS}. Received: --optimizer={trainer.optimizer}"
     )
-
-
-class AveragedWeightsSwap(keras.callbacks.SwapEMAWeights):
-    """Weight averaging in the training loop (`TrainerConfig.ema_momentum`).
-
-    Keras' `SwapEMAWeights(swap_on_epoch=True)`: the optimizer's moving average of
-    the weights is swapped into the model for validation and at every epoch end, so
-    that the callbacks after it (the checkpoint and early stopping of
-    `RunStateCallback`) see the averaged weights, and swapped back at the next epoch
-    begin. Unlike Keras' callback it does not fold the average into the raw weights
-    after the last epoch: every checkpoint holds the same thing (the model's
-    weights = the average, the optimizer's average slots = the raw weights), so a
-    resumed run, also one continued to a larger `epochs`, swaps back first and goes
-    on exactly.
-
-    Args:
-        resumed: the model was just restored from such a checkpoint.
-    """
-
-    def __init__(self, resumed: bool = False):
-        super().__init__(swap_on_epoch=True)
-        self._ema_weights_in_model = bool(resumed)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self._ema_weights_in_model:
-            self._swap_variables()
-            self._ema_weights_in_model = True
