@@ -67,7 +67,7 @@ _MODEL = flags.DEFINE_string(
     "demo records) unless --experiment or --config names one of the same family.",
 )
 _VARIANT = flags.DEFINE_string("variant", None, "Model variant (e.g. full, text_only, vision_only, cfan_3task).")
-_BACKBONE = flags.DEFINE_string("backbone", None, "Backbone: vgg16, inception_v3, alexnet, mobilenet_v3, efficientnet, tiny.")
+_BACKBONE = flags.DEFINE_string("backbone", None, "Backbone: vgg16, inception_v3, alexnet, mobilenet_v3, efficientnet, tiny, tiny_bn.")
 _WEIGHTS = flags.DEFINE_string("weights", None, "Backbone weights: 'imagenet', a local weights file, or 'none'.")
 _TRAINABLE = flags.DEFINE_bool("trainable_backbone", None, "Fine-tune the backbone (--notrainable_backbone freezes it).")
 _RECORDS = flags.DEFINE_string("records", None, "Records directory (with manifest.json).")

@@ -29,6 +29,29 @@ class TinyAndAlexNetTest(TestCase):
         for size, grid in ((32, 4), (64, 8)):
             self.assertEqual(get_backbone("tiny", image_size=size).output_shape, (None, grid, grid, 32))
 
+    def test_tiny_bn_normalises_each_convolution(self):
+        """tiny_bn: tiny's three strided convs with batch normalisation before each ReLU."""
+        model = get_backbone("tiny_bn", image_size=32)
+        self.assertEqual(default_image_size("tiny_bn"), 48)
+        self.assertEqual(model.output_shape, (None, 4, 4, 32))
+        norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+        self.assertEqual([c.filters for c in convs], [16, 32, 32])
+        self.assertEqual(len(norms), 3)
+        self.assertFalse(any(c.use_bias for c in convs))  # the normalisation's beta is the bias
+        self.assertEqual(len(model.trainable_weights), 9)  # 3 kernels, 3 gammas, 3 betas
+        # In training mode each channel of conv1 is normalised over the batch before the
+        # ReLU: the mean of the ReLU outputs is that of max(0, N(0, 1)), 1 / sqrt(2 pi).
+        first = keras.Model(model.input, model.get_layer("relu1").output)
+        out = np.asarray(first(_pixels(16, 32), training=True))
+        self.assertAllClose(out.mean(axis=(0, 1, 2)), np.full(16, 1 / np.sqrt(2 * np.pi)), atol=0.05)
+        with pytest.raises(ValueError, match="No ImageNet weights ship with the 'tiny_bn' backbone"):
+            get_backbone("tiny_bn", weights="imagenet")
+        path = os.path.join(self.get_temp_dir(), "tiny_bn.weights.h5")
+        model.save_weights(path)
+        loaded = get_backbone("tiny_bn", image_size=32, weights=path)
+        self.assertAllClose(model(_pixels(2, 32)), loaded(_pixels(2, 32)), atol=1e-5)
+
     def test_alexnet_five_conv_layers(self):
         model = get_backbone("alexnet")
         self.assertEqual(model.input_shape, (None, 227, 227, 3))
@@ -82,7 +105,7 @@ class TinyAndAlexNetTest(TestCase):
         self.assertAllClose(model(pixels), reloaded.serve(tf.constant(pixels)), atol=1e-5)
 
     def test_bad_names_and_arguments(self):
-        names = r"Expected one of \['vgg16', 'inception_v3', .*'tiny'\]\. Received: name='resnet'"
+        names = r"Expected one of \['vgg16', 'inception_v3', .*'tiny', 'tiny_bn'\]\. Received: name='resnet'"
         with pytest.raises(ValueError, match=names):
             get_backbone("resnet")
         with pytest.raises(ValueError, match="Received: name='vgg'"):
@@ -99,7 +122,8 @@ class TinyAndAlexNetTest(TestCase):
     def test_default_sizes(self):
         self.assertEqual(
             {name: default_image_size(name) for name in backbones.BACKBONE_NAMES},
-            {"vgg16": 224, "inception_v3": 299, "alexnet": 227, "mobilenet_v3": 224, "efficientnet": 224, "tiny": 48},
+            {"vgg16": 224, "inception_v3": 299, "alexnet": 227, "mobilenet_v3": 224, "efficientnet": 224, "tiny": 48,
+             "tiny_bn": 48},
         )
 
 

@@ -224,6 +224,48 @@ class CFANTest(TestCase):
         restored = self.run_model_saving_test(model, x)
         self.assertTrue(restored.agnostic_residual)
 
+    def test_visual_taste_by_hand(self):
+        """visual_taste: the user logit gains theta_u . (E mean_hw f_v) (VBPR's term), NumPy reference."""
+        import tensorflow as tf
+
+        model = tiny_cfan("cfan_3task", visual_taste=3, agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
+        plain = tiny_cfan("cfan_3task", agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
+        randomize(model)
+        for layer in plain.layers:  # the shared layers get the same weights
+            if layer.weights:
+                plain.get_layer(layer.name).set_weights(model.get_layer(layer.name).get_weights())
+        x = tiny_inputs()
+        pooled = np.asarray(model.get_layer("tiny")(x["image"]), "float64").mean(axis=(1, 2))
+        theta = model.get_layer("user_visual_taste").get_weights()[0][x["user_index"]]
+        projection = model.get_layer("taste_projection").get_weights()[0]
+        self.assertEqual(theta.shape, (4, 3))
+        self.assertEqual(projection.shape, (pooled.shape[1], 3))
+        term = np.sum(theta * (pooled @ projection), axis=-1)
+        self.assertGreater(np.abs(term).max(), 1e-3)  # the term is visible at these weights
+        logit = lambda p: np.log(p) - np.log1p(-p)
+        for call in (lambda m: m(x), lambda m: m.predict_without_review(x)):
+            out, base = call(model), call(plain)
+            expected = logit(np.asarray(base["user_rating"], "float64")) + term
+            np.testing.assert_allclose(logit(np.asarray(out["user_rating"], "float64")), expected, atol=1e-4)
+            np.testing.assert_allclose(out["agnostic_rating"], base["agnostic_rating"], atol=1e-6)
+        # Unknown users still get beta_hat_v at inference.
+        unknown = model(dict(x, user_index=np.full(4, CFAN.UNKNOWN_USER, "int32")))
+        np.testing.assert_allclose(unknown["user_rating"], unknown["agnostic_rating"], atol=1e-6)
+        # Both new weights train through the user loss.
+        weights = model.get_layer("user_visual_taste").trainable_weights + model.get_layer("taste_projection").trainable_weights
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = keras.losses.binary_crossentropy(np.ones((4, 1), "float32"), ops_expand(out["user_rating"]))
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, weights)]  # the embedding's are IndexedSlices
+        self.assertTrue(all(np.abs(g).sum() > 0 for g in grads))
+        self.assertEqual(CFAN.from_config(model.get_config()).visual_taste, 3)
+        restored = self.run_model_saving_test(model, x)
+        self.assertEqual(restored.visual_taste, 3)
+        # Variants without images have no f_v: the option is ignored there, as documented.
+        self.assertEqual(tiny_cfan("cfn_pure_2task", visual_taste=3).visual_taste, 0)
+        with self.assertRaisesRegex(ValueError, "visual_taste"):
+            tiny_cfan("cfan_3task", visual_taste=-1)
+
     def test_user_index_dropout_is_separate_from_the_image_rate(self):
         """user_index_dropout sets the user OOV rate alone; None keeps index_dropout for both."""
         model = tiny_cfan("cfan_3task", index_dropout=0.8, user_index_dropout=0.0)

@@ -13,6 +13,7 @@ attention layers look at.
 | `mobilenet_v3` | MobileNetV3-**Large**, `include_top=False` | 224 | 7×7×960 |
 | `efficientnet` | EfficientNet-B0, `include_top=False` | 224 | 7×7×1280 |
 | `tiny` | 3 strided 3×3 convs (tests and demos, ~14k params) | 48 | 6×6×32 |
+| `tiny_bn` | `tiny` with batch normalisation before each ReLU (the CFAN/VBPR demos) | 48 | 6×6×32 |
 
 VGG-16 is cut after `block5_pool`: seed 003 §III-A takes "the first 5 convolutional
 blocks" and seed 000 §4.2 states that a 320×320 input is "reduced into 10×10×512
@@ -32,6 +33,7 @@ _DEFAULT_IMAGE_SIZE = {
     "mobilenet_v3": 224,
     "efficientnet": 224,
     "tiny": 48,
+    "tiny_bn": 48,
 }
 
 # Smallest input each architecture accepts (Keras applications' own limits; AlexNet's
@@ -43,9 +45,12 @@ _MIN_IMAGE_SIZE = {
     "mobilenet_v3": 32,
     "efficientnet": 32,
     "tiny": 8,
+    "tiny_bn": 8,
 }
 
 BACKBONE_NAMES = tuple(_DEFAULT_IMAGE_SIZE)
+# Backbones defined here (no Keras application behind them): no ImageNet weights.
+NO_IMAGENET_WEIGHTS = ("alexnet", "tiny", "tiny_bn")
 
 # ImageNet channel means in BGR order (Caffe-trained VGG/AlexNet convention).
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -125,7 +130,7 @@ def get_backbone(name, *, image_size=None, weights=None, trainable=True, skip_mi
 
     Args:
         name: one of `vgg16`, `inception_v3`, `alexnet`, `mobilenet_v3`,
-            `efficientnet`, `tiny`.
+            `efficientnet`, `tiny`, `tiny_bn`.
         image_size: input side length; defaults to `default_image_size(name)`. Any
             size at or above the architecture's minimum is accepted (the output grid
             follows it, e.g. `vgg16` at 320 → 10×10).
@@ -161,9 +166,9 @@ def get_backbone(name, *, image_size=None, weights=None, trainable=True, skip_mi
             raise ValueError(f"`weights` must be None, 'imagenet' or a file path. Received: weights={weights!r}")
         if not os.path.exists(weights):
             raise FileNotFoundError(f"Backbone weights file not found. Received: weights={str(weights)!r}")
-        if str(weights).endswith(".weights.h5") or name in ("alexnet", "tiny"):
+        if str(weights).endswith(".weights.h5") or name in NO_IMAGENET_WEIGHTS:
             own_file, weights = str(weights), None
-    if weights == "imagenet" and name in ("alexnet", "tiny"):
+    if weights == "imagenet" and name in NO_IMAGENET_WEIGHTS:
         raise ValueError(
             f"No ImageNet weights ship with the {name!r} backbone; pass weights=None or a local "
             f"weights file. Received: weights='imagenet'"
@@ -177,6 +182,7 @@ def get_backbone(name, *, image_size=None, weights=None, trainable=True, skip_mi
         "mobilenet_v3": _mobilenet_v3,
         "efficientnet": _efficientnet,
         "tiny": _tiny,
+        "tiny_bn": _tiny_bn,
     }[name]
     outputs = builder(inputs, weights)
     model = keras.Model(inputs, outputs, name=name)
@@ -241,3 +247,19 @@ def _tiny(inputs, weights):
     x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
     x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     return layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv3")(x)
+
+
+def _tiny_bn(inputs, weights):
+    """`_tiny` with batch normalisation before each ReLU (momentum 0.9: short demo runs).
+
+    Measured on the demo (issue 10): without normalisation about half of the tiny
+    backbone's channels end up dead and its pooled features keep little of the image's
+    colour; with it, CFAN's personalised paths learn more of the users' colour taste.
+    """
+    del weights
+    x = PixelPreprocessing("unit", name="preprocess")(inputs)
+    for i, channels in enumerate((16, 32, 32), start=1):
+        x = layers.Conv2D(channels, 3, strides=2, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.Activation("relu", name=f"relu{i}")(x)
+    return x
