@@ -94,6 +94,7 @@ KNOWN = {
         "dropout": Known("float", 0.0, 0.95),
         "index_dropout": Known("float", 0.0, 0.95),
         "review_dropout": Known("float", 0.0, 0.95),
+        "visual_taste": Known("int", 0, 4096),
         "learning_rate": _LR,
         "batch_size": _BATCH,
     },
