@@ -78,6 +78,19 @@ def test_family_presets_are_chosen_by_records_kind():
         assert config_lib.family_preset(name, demo=False) == family.preset
 
 
+def test_warm_protocol_picks_the_familys_warm_demo_preset():
+    """--model=cfan --protocol=warm on the demo records starts from demo_cfan_warm; the others keep theirs."""
+    assert config_lib.family_preset("cfan", demo=True, protocol="warm") == "demo_cfan_warm"
+    assert config_lib.family_preset("cfan", demo=True, protocol="cold") == "demo_cfan"
+    assert config_lib.family_preset("cfan", demo=False, protocol="warm") == "cfan_3task_ava"
+    assert config_lib.family_preset("vbpr", demo=True, protocol="warm") == "demo_vbpr"
+    warm, cold = config_lib.get_experiment("demo_cfan_warm"), config_lib.get_experiment("demo_cfan")
+    assert warm.data.protocol == "warm" and cold.data.protocol == "cold"
+    changed = {k for k in warm.model.params if warm.model.params[k] != cold.model.params.get(k)}
+    assert changed == {"index_dropout", "visual_taste"}, changed
+    assert warm.model.params["index_dropout"] < cold.model.params["index_dropout"]
+
+
 def test_warm_protocol_only_for_review_families():
     with pytest.raises(config_lib.ConfigError, match=r"--protocol=warm .*--model=mracnn"):
         config_lib.validate(config_lib.with_overrides(config_lib.get_experiment("demo"), {"data.protocol": "warm"}))

@@ -183,7 +183,7 @@ def _family_config(config_lib, name, *, given):
             f"--experiment={family.demo_preset} (demo records) or --experiment={family.preset}."
         )
     demo_records = _RECORDS.value is None or _is_demo_records(_RECORDS.value)
-    return config_lib.get_experiment(config_lib.family_preset(name, demo=demo_records))
+    return config_lib.get_experiment(config_lib.family_preset(name, demo=demo_records, protocol=_PROTOCOL.value))
 
 
 def build_config():
