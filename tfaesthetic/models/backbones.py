@@ -20,6 +20,7 @@ blocks" and seed 000 §4.2 states that a 320×320 input is "reduced into 10×10�
 after five pooling layers", which fixes the cut after pool5 for both papers.
 """
 
+import functools
 import os
 
 import keras
@@ -182,7 +183,7 @@ def get_backbone(name, *, image_size=None, weights=None, trainable=True, skip_mi
         "mobilenet_v3": _mobilenet_v3,
         "efficientnet": _efficientnet,
         "tiny": _tiny,
-        "tiny_bn": _tiny_bn,
+        "tiny_bn": functools.partial(_tiny, batch_norm=True),
     }[name]
     outputs = builder(inputs, weights)
     model = keras.Model(inputs, outputs, name=name)
@@ -240,25 +241,21 @@ def _alexnet(inputs, weights):
     return layers.MaxPooling2D(3, strides=2, name="pool5")(x)
 
 
-def _tiny(inputs, weights):
-    """Three strided 3×3 convolutions (16, 32, 32 channels): 48 px → 6×6×32."""
-    del weights
-    x = PixelPreprocessing("unit", name="preprocess")(inputs)
-    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
-    x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
-    return layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv3")(x)
+def _tiny(inputs, weights, batch_norm=False):
+    """Three strided 3×3 convolutions (16, 32, 32 channels): 48 px → 6×6×32.
 
-
-def _tiny_bn(inputs, weights):
-    """`_tiny` with batch normalisation before each ReLU (momentum 0.9: short demo runs).
-
-    Measured on the demo (issue 10): without normalisation about half of the tiny
-    backbone's channels end up dead and its pooled features keep little of the image's
-    colour; with it, CFAN's personalised paths learn more of the users' colour taste.
+    `batch_norm=True` (`tiny_bn`) puts batch normalisation (momentum 0.9: short demo
+    runs) before each ReLU, with bias-free convolutions. Measured on the demo (issue
+    10): without it about half of the channels end up dead and the pooled features
+    keep little of the image's colour; with it, CFAN's personalised paths learn more of
+    the users' colour taste.
     """
     del weights
     x = PixelPreprocessing("unit", name="preprocess")(inputs)
     for i, channels in enumerate((16, 32, 32), start=1):
+        if not batch_norm:
+            x = layers.Conv2D(channels, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(x)
+            continue
         x = layers.Conv2D(channels, 3, strides=2, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = layers.Activation("relu", name=f"relu{i}")(x)
