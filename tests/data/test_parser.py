@@ -97,6 +97,9 @@ def test_review_mode_expands_rated_reviews_only():
     # Mean score 3.6 > threshold 3 -> good; (NumPy reference of "mean score > threshold").
     mean = np.dot(np.array([0, 1, 3, 4, 2]) / 10.0, np.arange(1, 6))
     assert all(float(l["agnostic_rating"]) == float(mean > 3.0) for _, l, _ in examples)
+    # The soft label: the share of votes in the bins above the threshold (scores 4 and 5).
+    share = (4 + 2) / 10.0
+    assert all(abs(float(l["agnostic_share"]) - share) < 1e-6 for _, l, _ in examples)
     assert all(int(l["tag"]) == 2 and int(f["image_index"]) == 5 for f, l, _ in examples)
     assert examples[0][0]["image"].shape == (8, 8, 3)
 
@@ -105,6 +108,7 @@ def test_review_mode_without_votes_marks_agnostic_unknown():
     p = _parser("review", ("image_index", "user_index", "review"))
     (_, labels, _), *_ = list(p.review_examples(p.parse_image(_raw(votes=()))))
     assert float(labels["agnostic_rating"]) == -1.0
+    assert float(labels["agnostic_share"]) == -1.0
 
 
 def test_augmentation_is_a_flip_and_train_only():

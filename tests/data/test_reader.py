@@ -99,7 +99,12 @@ def test_review_mode_shapes_and_one_example_per_rated_review(records_dir):
             "user_index": ((4,), "int32"),
             "review": ((4, MAX_LEN), "int32"),
         },
-        {"user_rating": ((4,), "float32"), "tag": ((4,), "int32"), "agnostic_rating": ((4,), "float32")},
+        {
+            "user_rating": ((4,), "float32"),
+            "tag": ((4,), "int32"),
+            "agnostic_rating": ((4,), "float32"),
+            "agnostic_share": ((4,), "float32"),
+        },
     )
     for split in ("train", "test"):
         expected = sum(1 for r in originals.values() if r.split == split for c in r.comments if c.rating != -1)

@@ -137,6 +137,12 @@ def test_masked_keras_accuracy_matches_numpy():
     plain = __import__("keras").metrics.BinaryAccuracy()
     plain.update_state(labels, probs)
     assert float(plain.result()) < float(metric.result())
+    # Soft labels (CFAN's agnostic_target="share") count as class 1 above 0.5.
+    shares = np.where(labels < 0, -1.0, rng.uniform(size=50)).astype("float32")
+    soft = ranking.MaskedBinaryAccuracy()
+    soft.update_state(shares, probs)
+    hard = np.where(shares < 0, -1.0, (shares > 0.5).astype("float32"))
+    assert float(soft.result()) == pytest.approx(ranking.accuracy(hard, probs), abs=1e-6)
 
 
 def test_evaluate_ranking_fig7_accuracy_is_per_image():

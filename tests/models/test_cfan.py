@@ -266,6 +266,43 @@ class CFANTest(TestCase):
         with self.assertRaisesRegex(ValueError, "visual_taste"):
             tiny_cfan("cfan_3task", visual_taste=-1)
 
+    def test_image_bias_by_hand(self):
+        """image_bias: the user logit gains the image's own offset beta_v (BPR's item bias), NumPy reference."""
+        import tensorflow as tf
+
+        model = tiny_cfan("cfan_3task", image_bias=True, agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
+        plain = tiny_cfan("cfan_3task", agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
+        randomize(model)
+        for layer in plain.layers:
+            if layer.weights:
+                plain.get_layer(layer.name).set_weights(model.get_layer(layer.name).get_weights())
+        table = model.get_layer("image_bias").get_weights()[0]
+        self.assertEqual(table.shape, (NUM_IMAGES + 1, 1))  # one row per training image + the OOV row
+        x = tiny_inputs()
+        x["image_index"] = np.array([0, 1, NUM_IMAGES - 1, NUM_IMAGES + 7], "int32")  # the last is out of range
+        rows = np.minimum(x["image_index"], NUM_IMAGES)  # out-of-range images use the OOV row
+        term = table[rows, 0].astype("float64")
+        logit = lambda p: np.log(p) - np.log1p(-p)
+        for call in (lambda m: m(x), lambda m: m.predict_without_review(x)):
+            out, base = call(model), call(plain)
+            expected = logit(np.asarray(base["user_rating"], "float64")) + term
+            np.testing.assert_allclose(logit(np.asarray(out["user_rating"], "float64")), expected, atol=1e-4)
+            np.testing.assert_allclose(out["agnostic_rating"], base["agnostic_rating"], atol=1e-6)
+        # A fresh model starts with beta_v = 0 (the same predictions as without the option).
+        fresh = tiny_cfan("cfan_3task", image_bias=True)
+        np.testing.assert_array_equal(fresh.get_layer("image_bias").get_weights()[0], 0.0)
+        # Unknown users still get beta_hat_v at inference, not the image bias.
+        unknown = model(dict(x, user_index=np.full(4, CFAN.UNKNOWN_USER, "int32")))
+        np.testing.assert_allclose(unknown["user_rating"], unknown["agnostic_rating"], atol=1e-6)
+        # beta_v trains through the user loss, and only the rows of the batch's images.
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = keras.losses.binary_crossentropy(np.ones((4, 1), "float32"), ops_expand(out["user_rating"]))
+        grad = np.asarray(tf.convert_to_tensor(tape.gradient(loss, model.get_layer("image_bias").trainable_weights[0])))
+        self.assertEqual(set(np.flatnonzero(np.abs(grad[:, 0]) > 0)), set(rows.tolist()))
+        self.assertTrue(CFAN.from_config(model.get_config()).image_bias)
+        self.assertTrue(self.run_model_saving_test(model, x).image_bias)
+
     def test_user_index_dropout_is_separate_from_the_image_rate(self):
         """user_index_dropout sets the user OOV rate alone; None keeps index_dropout for both."""
         model = tiny_cfan("cfan_3task", index_dropout=0.8, user_index_dropout=0.0)
@@ -330,6 +367,31 @@ class CFANTest(TestCase):
         losses = history.history["loss"]
         self.assertTrue(np.all(np.isfinite(losses)))
         self.assertLess(losses[-1], losses[0])
+
+    def test_agnostic_target_share_trains_on_the_vote_share(self):
+        """agnostic_target="share": beta_hat_v's target is the parser's soft label; Eq. 6 BCE on it, by hand."""
+        labels = {
+            "user_rating": np.array([1, 0, 1, 0], "float32"),
+            "tag": np.array([0, 1, 2, 3], "int32"),
+            "agnostic_rating": np.array([1, 0, -1, 1], "float32"),
+            "agnostic_share": np.array([0.8, 0.3, -1.0, 0.55], "float32"),
+        }
+        x = tiny_inputs()
+        paper = tiny_cfan("cfan_3task")
+        np.testing.assert_array_equal(paper.prepare_batch(x, labels)[1]["agnostic_rating"], labels["agnostic_rating"])
+        model = tiny_cfan("cfan_3task", agnostic_target="share")
+        _, targets = model.prepare_batch(x, labels)
+        np.testing.assert_array_equal(targets["agnostic_rating"], labels["agnostic_share"])
+        np.testing.assert_array_equal(targets["user_rating"], labels["user_rating"])
+        # The loss on the soft target is -(y log p + (1 - y) log(1 - p)), 0 without votes.
+        p = np.asarray(model(x)["agnostic_rating"], "float64")
+        y = labels["agnostic_share"].astype("float64")
+        expected = np.where(y < 0, 0.0, -(y * np.log(p) + (1 - y) * np.log1p(-p)))
+        loss = model.default_losses()["agnostic_rating"]
+        self.assertAlmostEqual(float(loss(targets["agnostic_rating"], p)), expected.mean(), places=5)
+        self.assertEqual(CFAN.from_config(model.get_config()).agnostic_target, "share")
+        with self.assertRaisesRegex(ValueError, "agnostic_target"):
+            tiny_cfan("cfan_3task", agnostic_target="mean")
 
 
 # Learning is tested through the product's entry point (trainer.train_and_evaluate with

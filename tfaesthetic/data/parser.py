@@ -19,9 +19,12 @@ Two modes (docs/design.md, "Input pipeline"):
   records whose manifest says `has_votes: false`.
 - `"review"`: one example per review with a rating (s_uv != -1); the image is
   decoded once per record, then expanded. Features `{"image", "image_index",
-  "user_index", "review"}`; labels `{"user_rating", "tag", "agnostic_rating"}`.
-  Anonymous users (-1 in the records) get index `num_users`, the models' extra
-  out-of-vocabulary row. `agnostic_rating` is -1 when the record has no votes.
+  "user_index", "review"}`; labels `{"user_rating", "tag", "agnostic_rating",
+  "agnostic_share"}`. Anonymous users (-1 in the records) get index `num_users`, the
+  models' extra out-of-vocabulary row. `agnostic_rating` is 1 when the mean score is
+  above the threshold (seed 000's user-agnostic label); `agnostic_share` is the share
+  of the votes above the threshold, in [0, 1] (a soft form of the same label, which
+  CFAN's `agnostic_target="share"` trains on). Both are -1 when the record has no votes.
 
 Metadata (when asked): `{"image_id", "tag"}` (primary tag, -1 for none).
 """
@@ -440,6 +443,8 @@ class Parser:
             has_votes = tf.reduce_sum(dist) > 0
             mean = tf.reduce_sum(dist * tf.constant(self.score_values, tf.float32))
             out["_agnostic"] = tf.where(has_votes, tf.cast(mean > self.threshold, tf.float32), -1.0)
+            above = tf.cast(tf.constant(self.score_values, tf.float32) > self.threshold, tf.float32)
+            out["_agnostic_share"] = tf.where(has_votes, tf.reduce_sum(dist * above), -1.0)
             keep = tf.not_equal(raw["comment_rating"], features_lib.NO_RATING)
             out["_reviews"] = tf.boolean_mask(text_lib.pad_tokens(tokens, self.max_len), keep)
             users = tf.boolean_mask(raw["comment_user"], keep)
@@ -473,7 +478,7 @@ class Parser:
 
         The decoded image is shared by all the reviews of the record (not copied).
         """
-        shared = {"image_index": parsed["image_index"], "_agnostic": parsed["_agnostic"]}
+        shared = {k: parsed[k] for k in ("image_index", "_agnostic", "_agnostic_share")}
         shared["_image_id"] = parsed["_image_id"]
         shared["_tag"] = parsed["_tag"]
         if "image" in parsed:
@@ -499,6 +504,7 @@ class Parser:
             "user_rating": review["rating"],
             "tag": shared["_tag"],
             "agnostic_rating": shared["_agnostic"],
+            "agnostic_share": shared["_agnostic_share"],
         }
         metadata = {"image_id": shared["_image_id"], "tag": shared["_tag"]}
         return feats, labels, metadata

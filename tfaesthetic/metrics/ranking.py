@@ -39,7 +39,8 @@ class MaskedBinaryAccuracy(keras.metrics.BinaryAccuracy):
         threshold: a prediction above it counts as 1.
 
     Call arguments (`update_state`):
-        y_true: `[B]` labels in {0, 1}, or < 0 for unknown.
+        y_true: `[B]` labels in {0, 1}, or < 0 for unknown. Soft labels in [0, 1]
+            (CFAN's `agnostic_target="share"`) count as 1 above 0.5.
         y_pred: `[B]` probabilities.
         sample_weight: optional `[B]` weights, multiplied by the mask.
 
@@ -54,7 +55,7 @@ class MaskedBinaryAccuracy(keras.metrics.BinaryAccuracy):
         mask = ops.cast(y_true >= 0, self.dtype)
         if sample_weight is not None:
             mask = mask * ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
-        return super().update_state(ops.maximum(y_true, 0), y_pred, sample_weight=mask)
+        return super().update_state(ops.cast(y_true > 0.5, y_pred.dtype), y_pred, sample_weight=mask)
 
 
 def auc(labels, scores):

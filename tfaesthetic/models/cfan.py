@@ -96,6 +96,9 @@ VARIANTS = {
     "cfan_3task": (True, True, ("user_rating", "tag", "agnostic_rating")),
 }
 MERGES = ("multiply", "add", "concat")
+# The label beta_hat_v is trained on: the parser's "agnostic_rating" (1 when the mean
+# score is above the threshold; the paper) or "agnostic_share" (the share of votes above it).
+AGNOSTIC_TARGETS = {"binary": "agnostic_rating", "share": "agnostic_share"}
 # Seed 000 §4.1: 320x320 inputs to VGG16 (a 10x10x512 feature map).
 PAPER_IMAGE_SIZE = 320
 
@@ -371,6 +374,8 @@ class CFAN(keras.Model):
         lambda_beta=1.0,
         agnostic_residual=False,
         visual_taste=0,
+        image_bias=False,
+        agnostic_target="binary",
         review_vectors=None,
         freeze_embeddings=False,
         seed=None,
@@ -378,6 +383,10 @@ class CFAN(keras.Model):
     ):
         if variant not in VARIANTS:
             raise ValueError(f"Unknown CFAN variant. Expected one of {list(VARIANTS)}. Received: variant={variant!r}")
+        if agnostic_target not in AGNOSTIC_TARGETS:
+            raise ValueError(
+                f"Unknown agnostic_target. Expected one of {list(AGNOSTIC_TARGETS)}. Received: agnostic_target={agnostic_target!r}"
+            )
         if merge not in MERGES:
             raise ValueError(f"Unknown merge. Expected one of {list(MERGES)}. Received: merge={merge!r}")
         for name, value in (("num_users", num_users), ("num_images", num_images), ("num_tags", num_tags)):
@@ -441,6 +450,11 @@ class CFAN(keras.Model):
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1), name="user_visual_taste",
             )
             taste_projection = keras.layers.Dense(visual_taste, use_bias=False, name="taste_projection")
+        if image_bias:
+            # BPR's item bias beta_v (see the class docstring); zero at the start.
+            image_bias_layer = keras.layers.Embedding(
+                num_images + 1, 1, embeddings_initializer="zeros", name="image_bias"
+            )
         # Linear heads, the sigmoid applied in the graph (same weights as a sigmoid
         # Dense): the residual option adds the logits.
         rating_head = keras.layers.Dense(1, name="user_rating_head")
@@ -489,6 +503,8 @@ class CFAN(keras.Model):
         user_logit = ops.squeeze(rating_head(x), -1)
         if visual_taste:
             user_logit = user_logit + ops.sum(user_visual_taste(user_row) * taste_projection(pooled), axis=-1)
+        if image_bias:
+            user_logit = user_logit + ops.squeeze(image_bias_layer(image_row), -1)
         if "tag" in tasks:
             outputs["tag"] = tag_head(tag_hidden(q_image))
         if "agnostic_rating" in tasks:
@@ -532,6 +548,8 @@ class CFAN(keras.Model):
         self.lambda_beta = lambda_beta
         self.agnostic_residual = bool(agnostic_residual)
         self.visual_taste = visual_taste
+        self.image_bias = bool(image_bias)
+        self.agnostic_target = agnostic_target
         self.freeze_embeddings = freeze_embeddings
         self.seed = seed
 
@@ -570,6 +588,8 @@ class CFAN(keras.Model):
         compiled metrics look a label up for every output of a dict model.
         """
         targets = {k: labels[k] for k in self.tasks}
+        if "agnostic_rating" in targets:
+            targets["agnostic_rating"] = labels[AGNOSTIC_TARGETS[self.agnostic_target]]
         for key in self.output_keys:
             if key not in targets:
                 targets[key] = ops.zeros_like(ops.convert_to_tensor(labels["user_rating"]), dtype="float32")
@@ -646,6 +666,8 @@ class CFAN(keras.Model):
             "lambda_beta": self.lambda_beta,
             "agnostic_residual": self.agnostic_residual,
             "visual_taste": self.visual_taste,
+            "image_bias": self.image_bias,
+            "agnostic_target": self.agnostic_target,
             "freeze_embeddings": self.freeze_embeddings,
             "seed": self.seed,
         }
