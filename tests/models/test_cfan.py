@@ -266,17 +266,22 @@ class CFANTest(TestCase):
         with self.assertRaisesRegex(ValueError, "visual_taste"):
             tiny_cfan("cfan_3task", visual_taste=-1)
 
-    def test_image_bias_by_hand(self):
-        """image_bias: the user logit gains the image's own offset beta_v (BPR's item bias), NumPy reference."""
-        import tensorflow as tf
-
-        model = tiny_cfan("cfan_3task", image_bias=True, agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
-        plain = tiny_cfan("cfan_3task", agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
-        randomize(model)
-        for layer in plain.layers:
+    def _with_same_weights(self, model, **plain_kwargs):
+        plain = tiny_cfan("cfan_3task", **plain_kwargs)
+        for layer in plain.layers:  # the shared layers get the same weights
             if layer.weights:
                 plain.get_layer(layer.name).set_weights(model.get_layer(layer.name).get_weights())
-        table = model.get_layer("image_bias").get_weights()[0]
+        return plain
+
+    def test_agnostic_image_bias_by_hand(self):
+        """agnostic_image_bias: logit beta_hat_v gains the image's own offset b_v, NumPy reference."""
+        import tensorflow as tf
+
+        common = dict(agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
+        model = tiny_cfan("cfan_3task", agnostic_image_bias=True, **common)
+        randomize(model)
+        plain = self._with_same_weights(model, **common)
+        table = model.get_layer("agnostic_image_bias").get_weights()[0]
         self.assertEqual(table.shape, (NUM_IMAGES + 1, 1))  # one row per training image + the OOV row
         x = tiny_inputs()
         x["image_index"] = np.array([0, 1, NUM_IMAGES - 1, NUM_IMAGES + 7], "int32")  # the last is out of range
@@ -285,23 +290,53 @@ class CFANTest(TestCase):
         logit = lambda p: np.log(p) - np.log1p(-p)
         for call in (lambda m: m(x), lambda m: m.predict_without_review(x)):
             out, base = call(model), call(plain)
-            expected = logit(np.asarray(base["user_rating"], "float64")) + term
-            np.testing.assert_allclose(logit(np.asarray(out["user_rating"], "float64")), expected, atol=1e-4)
-            np.testing.assert_allclose(out["agnostic_rating"], base["agnostic_rating"], atol=1e-6)
-        # A fresh model starts with beta_v = 0 (the same predictions as without the option).
-        fresh = tiny_cfan("cfan_3task", image_bias=True)
-        np.testing.assert_array_equal(fresh.get_layer("image_bias").get_weights()[0], 0.0)
-        # Unknown users still get beta_hat_v at inference, not the image bias.
-        unknown = model(dict(x, user_index=np.full(4, CFAN.UNKNOWN_USER, "int32")))
-        np.testing.assert_allclose(unknown["user_rating"], unknown["agnostic_rating"], atol=1e-6)
-        # beta_v trains through the user loss, and only the rows of the batch's images.
+            for key in ("agnostic_rating", "user_rating"):  # the residual carries b_v into y_hat_uv too
+                expected = logit(np.asarray(base[key], "float64")) + term
+                np.testing.assert_allclose(logit(np.asarray(out[key], "float64")), expected, atol=1e-4)
+        fresh = tiny_cfan("cfan_3task", agnostic_image_bias=True)
+        np.testing.assert_array_equal(fresh.get_layer("agnostic_image_bias").get_weights()[0], 0.0)
+        # b_v trains through the user-agnostic loss only (the residual is stop-gradient),
+        # and only the rows of the batch's images.
+        weight = model.get_layer("agnostic_image_bias").trainable_weights[0]
+        with tf.GradientTape(persistent=True) as tape:
+            out = model(x, training=True)
+            agnostic_loss = keras.losses.binary_crossentropy(np.ones((4, 1), "float32"), ops_expand(out["agnostic_rating"]))
+            user_loss = keras.losses.binary_crossentropy(np.ones((4, 1), "float32"), ops_expand(out["user_rating"]))
+        grad = np.asarray(tf.convert_to_tensor(tape.gradient(agnostic_loss, weight)))
+        self.assertEqual(set(np.flatnonzero(np.abs(grad[:, 0]) > 0)), set(rows.tolist()))
+        self.assertIsNone(tape.gradient(user_loss, weight))
+        self.assertTrue(CFAN.from_config(model.get_config()).agnostic_image_bias)
+        self.assertTrue(self.run_model_saving_test(model, x).agnostic_image_bias)
+
+    def test_residual_scale_by_hand(self):
+        """residual_scale: y_hat_uv = sigmoid(a * stop_gradient(logit beta_hat_v) + g), a learned, NumPy reference."""
+        import tensorflow as tf
+
+        common = dict(agnostic_residual=True, index_dropout=0.0, review_dropout=0.0)
+        model = tiny_cfan("cfan_3task", residual_scale=True, **common)
+        randomize(model)
+        self.assertEqual(model.get_layer("residual_scale").get_weights()[0].shape, (1, 1))
+        a = 0.3
+        model.get_layer("residual_scale").set_weights([np.array([[a]], "float32")])
+        plain = self._with_same_weights(model, **common)
+        x = tiny_inputs()
+        logit = lambda p: np.log(p) - np.log1p(-p)
+        out, base = model(x), plain(x)
+        agnostic = logit(np.asarray(base["agnostic_rating"], "float64"))
+        deviation = logit(np.asarray(base["user_rating"], "float64")) - agnostic  # g, the user path alone
+        np.testing.assert_allclose(logit(np.asarray(out["user_rating"], "float64")), a * agnostic + deviation, atol=1e-4)
+        np.testing.assert_allclose(out["agnostic_rating"], base["agnostic_rating"], atol=1e-6)
+        # Starts at a = 1 (the plain residual); a trains through the user loss.
+        fresh = tiny_cfan("cfan_3task", residual_scale=True, agnostic_residual=True)
+        np.testing.assert_array_equal(fresh.get_layer("residual_scale").get_weights()[0], [[1.0]])
+        weight = model.get_layer("residual_scale").trainable_weights[0]
         with tf.GradientTape() as tape:
             out = model(x, training=True)
             loss = keras.losses.binary_crossentropy(np.ones((4, 1), "float32"), ops_expand(out["user_rating"]))
-        grad = np.asarray(tf.convert_to_tensor(tape.gradient(loss, model.get_layer("image_bias").trainable_weights[0])))
-        self.assertEqual(set(np.flatnonzero(np.abs(grad[:, 0]) > 0)), set(rows.tolist()))
-        self.assertTrue(CFAN.from_config(model.get_config()).image_bias)
-        self.assertTrue(self.run_model_saving_test(model, x).image_bias)
+        self.assertGreater(float(np.abs(np.asarray(tape.gradient(loss, weight))).sum()), 0.0)
+        self.assertTrue(self.run_model_saving_test(model, x).residual_scale)
+        # Without the residual there is nothing to scale: no weight.
+        self.assertNotIn("residual_scale", [layer.name for layer in tiny_cfan("cfan_3task", residual_scale=True).layers])
 
     def test_user_index_dropout_is_separate_from_the_image_rate(self):
         """user_index_dropout sets the user OOV rate alone; None keeps index_dropout for both."""
