@@ -87,7 +87,9 @@ def test_warm_protocol_picks_the_familys_warm_demo_preset():
     warm, cold = config_lib.get_experiment("demo_cfan_warm"), config_lib.get_experiment("demo_cfan")
     assert warm.data.protocol == "warm" and cold.data.protocol == "cold"
     changed = {k for k in warm.model.params if warm.model.params[k] != cold.model.params.get(k)}
-    assert changed == {"index_dropout", "visual_taste"}, changed
+    assert changed == {
+        "index_dropout", "visual_taste", "agnostic_target", "agnostic_image_bias", "residual_scale", "dropout"
+    }, changed
     assert warm.model.params["index_dropout"] < cold.model.params["index_dropout"]
 
 
