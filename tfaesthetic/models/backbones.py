@@ -253,10 +253,11 @@ def _tiny(inputs, weights, batch_norm=False):
     del weights
     x = PixelPreprocessing("unit", name="preprocess")(inputs)
     for i, channels in enumerate((16, 32, 32), start=1):
-        if not batch_norm:
-            x = layers.Conv2D(channels, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(x)
-            continue
-        x = layers.Conv2D(channels, 3, strides=2, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
-        x = layers.Activation("relu", name=f"relu{i}")(x)
+        x = layers.Conv2D(
+            channels, 3, strides=2, padding="same", use_bias=not batch_norm,
+            activation=None if batch_norm else "relu", name=f"conv{i}",
+        )(x)
+        if batch_norm:
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+            x = layers.Activation("relu", name=f"relu{i}")(x)
     return x
